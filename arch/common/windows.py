@@ -1,0 +1,93 @@
+"""Window partitioning, shift-window masks and attention through SDPA.
+
+Shapes use channels-last token grids ``(B, H, W, C)`` as Swin-style code does.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor
+
+# Additive logit for token pairs that must not attend to each other (different regions of a
+# shifted window).  The official RGT/DRCT/ATD code uses this value; exp(-100) is 3.7e-44, i.e. an
+# exact zero after softmax in every float format, and it stays finite in fp16 and bf16.
+MASKED_LOGIT = -100.0
+
+
+def window_partition(x: Tensor, wh: int, ww: int) -> Tensor:
+    """Cut ``(B, H, W, C)`` into windows: ``(B * nW, wh * ww, C)``, windows in raster order."""
+    return rearrange(x, "b (nh wh) (nw ww) c -> (b nh nw) (wh ww) c", wh=wh, ww=ww)
+
+
+def window_reverse(windows: Tensor, wh: int, ww: int, h: int, w: int) -> Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, wh * ww, C)`` -> ``(B, H, W, C)``."""
+    return rearrange(windows, "(b nh nw) (wh ww) c -> b (nh wh) (nw ww) c", nh=h // wh, nw=w // ww, wh=wh)
+
+
+def _region_ids(size: int, window: int, shift: int, device: torch.device) -> Tensor:
+    """Region label along one axis after a cyclic shift: 0 body, 1 last window, 2 wrapped strip."""
+    pos = torch.arange(size, device=device)
+    return (pos >= size - window).long() + (pos >= size - shift).long()
+
+
+def shift_window_mask(
+    h: int,
+    w: int,
+    window: tuple[int, int],
+    shift: tuple[int, int],
+    device: torch.device,
+    dtype: torch.dtype,
+) -> Tensor:
+    """Additive attention mask for shifted windows: ``(nW, N, N)`` with 0 or :data:`MASKED_LOGIT`.
+
+    Tokens that the cyclic shift brought together from different image regions may not attend
+    to each other. ``h``/``w`` must be multiples of the window. Built directly on ``device``.
+    """
+    wh, ww = window
+    rows = _region_ids(h, wh, shift[0], device)
+    cols = _region_ids(w, ww, shift[1], device)
+    labels = (rows[:, None] * 3 + cols[None, :])[None, :, :, None]  # (1, H, W, 1)
+    win = window_partition(labels, wh, ww).squeeze(-1)  # (nW, N)
+    same = win[:, :, None] == win[:, None, :]
+    mask = torch.zeros(same.shape, device=device, dtype=dtype)
+    return mask.masked_fill_(~same, MASKED_LOGIT)
+
+
+def relative_position_index(wh: int, ww: int, device: torch.device | None = None) -> Tensor:
+    """Swin relative-position index ``(N, N)`` into a ``(2wh-1)(2ww-1)`` table, raster order."""
+    ys, xs = torch.meshgrid(
+        torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij"
+    )
+    ys, xs = ys.flatten(), xs.flatten()
+    dy = ys[:, None] - ys[None, :] + (wh - 1)
+    dx = xs[:, None] - xs[None, :] + (ww - 1)
+    return dy * (2 * ww - 1) + dx
+
+
+def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, scale: float) -> Tensor:
+    """Attention inside windows through ``scaled_dot_product_attention``.
+
+    Args:
+        q, k, v: ``(B * nW, heads, N, d)``.
+        bias: additive logits broadcastable to ``(nW, heads, N, N)`` (position bias with the
+            shift mask folded in), or None. Its leading dim may be ``nW`` or 1; the batch is
+            handled by a view, never by copying the bias.
+        scale: softmax temperature applied to ``q @ k^T``.
+    Returns:
+        ``(B * nW, heads, N, d)``.
+    """
+    if bias is not None:
+        bias = bias.to(q.dtype)
+        n_win = bias.shape[0]
+        if bias.dim() == 4 and n_win > 1 and q.shape[0] != n_win:
+            b = q.shape[0] // n_win
+            out = F.scaled_dot_product_attention(
+                q.unflatten(0, (b, n_win)),
+                k.unflatten(0, (b, n_win)),
+                v.unflatten(0, (b, n_win)),
+                attn_mask=bias,
+                scale=scale,
+            )
+            return out.flatten(0, 1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)

@@ -1,0 +1,157 @@
+"""Checkpoint files -> spandrel descriptors, safely.
+
+* ``.safetensors`` are read with safetensors (no code can run).
+* ``.pth/.pt/.ckpt/.bin`` go through ``torch.load(weights_only=True)``. A pickle that needs code
+  (e.g. a whole training ``State`` object) goes to :mod:`.safe_unpickle`, which extracts the
+  model's tensors without importing or calling anything, or refuses with
+  :class:`UnsafeCheckpointError`.
+* Wrappers (BasicSR ``params_ema`` before ``params``, ``state_dict``, ``model`` ...) and
+  ``module.`` prefixes are removed; saved derived buffers are accepted by the models.
+* Our architectures are tried first, then spandrel's ``MAIN_REGISTRY`` for everything else.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from dataclasses import dataclass, field
+
+import torch
+from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
+
+from .common.state import training_config
+from .errors import CheckpointReadError, UnsafeCheckpointError, UnsupportedArchitectureError
+from .safe_unpickle import restricted_load
+
+MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".plt")  # .plt: nhs2828 RGT
+
+# Preferred order: BasicSR keeps the EMA generator in params_ema; the others are common wrappers.
+WRAPPER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net", "netG")
+PREFIXES = ("module.", "_orig_mod.", "netG.")
+
+
+@dataclass
+class Checkpoint:
+    """A state dict plus whatever the file says about how it was trained."""
+
+    state_dict: dict[str, torch.Tensor]
+    metadata: dict[str, str] = field(default_factory=dict)
+    source: str = "<state dict>"
+
+
+def _name(path: str) -> str:
+    return os.path.basename(path)
+
+
+def _read_safetensors(path: str) -> Checkpoint:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(path, framework="pt", device="cpu") as f:
+            metadata = dict(f.metadata() or {})
+            sd = {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointReadError(
+            f"{_name(path)}: not a readable .safetensors file ({e}). The file is probably truncated "
+            "or corrupt: download it again."
+        ) from e
+    return Checkpoint(sd, metadata, path)
+
+
+def _read_pickle(path: str) -> Checkpoint:
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # weights_only refused a class: a whole pickled training state (model + optimizer ...).
+        # Read it with the restricted unpickler, which never imports or calls what it names.
+        return Checkpoint(restricted_load(path), {}, path)
+    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+        raise CheckpointReadError(
+            f"{_name(path)}: could not be read as a PyTorch checkpoint ({str(e).splitlines()[0][:200]}). "
+            "The file is probably truncated or corrupt, or not a model file: download it again."
+        ) from e
+    if not isinstance(obj, dict):
+        raise CheckpointReadError(
+            f"{_name(path)}: holds a {type(obj).__name__}, not a state dict: this is not a model "
+            "checkpoint we can read."
+        )
+    return Checkpoint(obj, {}, path)
+
+
+def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
+    """Read a checkpoint file into a plain (unwrapped, unprefixed) state dict and its metadata."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointReadError(f"{path}: no such file. Put checkpoints in the pack's weights/ folder.")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in MODEL_EXTENSIONS:
+        raise CheckpointReadError(
+            f"{_name(path)}: unsupported file type '{ext}'. Use one of {', '.join(MODEL_EXTENSIONS)}."
+        )
+    if os.path.getsize(path) == 0:
+        raise CheckpointReadError(f"{_name(path)}: the file is empty. Download it again.")
+    ckpt = _read_safetensors(path) if ext == ".safetensors" else _read_pickle(path)
+    ckpt.state_dict = unwrap_state_dict(ckpt.state_dict, source=_name(path))
+    return ckpt
+
+
+def unwrap_state_dict(obj: dict, source: str = "<state dict>") -> dict[str, torch.Tensor]:
+    """Strip training wrappers and ``module.``-style prefixes; check that tensors are left."""
+    for _ in range(3):  # wrappers can nest: {"state_dict": {"params_ema": ...}}
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    tensors = {k: v for k, v in obj.items() if isinstance(k, str) and isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise CheckpointReadError(
+            f"{source}: contains no tensors (keys: {', '.join(map(str, list(obj)[:8]))}). "
+            "It is not a model checkpoint; check that you picked the generator weights."
+        )
+    for prefix in PREFIXES:
+        if all(k.startswith(prefix) for k in tensors):
+            tensors = {k[len(prefix) :]: v for k, v in tensors.items()}
+    return tensors
+
+
+def _closest_family(state_dict: dict) -> str:
+    from . import OUR_ARCHITECTURES
+
+    best = min(OUR_ARCHITECTURES, key=lambda a: len(a.missing(state_dict)) / max(1, len(a.required_keys)))
+    miss = best.missing(state_dict)
+    shown = ", ".join(miss[:6]) + (f" and {len(miss) - 6} more" if len(miss) > 6 else "")
+    return f"closest of ours: {best.name} (missing keys: {shown})"
+
+
+def load_state_dict(
+    state_dict: dict, metadata: dict | None = None, source: str = "<state dict>"
+) -> ImageModelDescriptor:
+    """Detect the architecture of ``state_dict`` and build its descriptor (ours first)."""
+    from . import REGISTRY
+
+    sd = unwrap_state_dict(state_dict, source)
+    config = training_config(metadata)
+    for support in REGISTRY.architectures("detection"):
+        if support.detect(sd):
+            return support.architecture.load_with_config(sd, config or None)
+    try:
+        desc = MAIN_REGISTRY.load(sd)
+    except UnsupportedModelError as e:
+        raise UnsupportedArchitectureError(
+            f"{source}: not a super-resolution model that this pack or spandrel recognises "
+            f"({_closest_family(sd)}). Check that the file is a complete generator checkpoint; "
+            "if it is another architecture, see spandrel's list of supported models."
+        ) from e
+    if not isinstance(desc, ImageModelDescriptor):
+        raise UnsupportedArchitectureError(
+            f"{source}: is a {desc.architecture.name} model ({type(desc).__name__}), which takes more "
+            "than an image (e.g. an inpainting mask); Upscale Image needs an image-to-image model."
+        )
+    return desc
+
+
+def load_model(path: str | os.PathLike) -> ImageModelDescriptor:
+    """Read ``path`` and return its spandrel ``ImageModelDescriptor`` (eval mode, CPU, fp32)."""
+    ckpt = read_checkpoint(path)
+    desc = load_state_dict(ckpt.state_dict, ckpt.metadata, source=_name(ckpt.source))
+    return desc.eval()

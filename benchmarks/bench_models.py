@@ -1,0 +1,106 @@
+"""Ours vs spandrel on the same weights and the same input, in one run.
+
+    python -m benchmarks.bench_models                      # default variants, 128x128, fp32, CPU
+    python -m benchmarks.bench_models --variants DRCT_x4 ATD_x4 --size 128 --repeats 3
+    python -m benchmarks.bench_models --device cuda --dtype bf16 --size 512
+
+Weights come from ``../shared/oracle`` (deterministic recipe of the official configs). Prints a
+table (forward seconds, speed-up, max abs difference, peak CUDA memory) and writes a CSV under
+``benchmarks/results/``. spandrel crashes in bf16/fp16 for some families; that shows as "error".
+Run from the repository root.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import types
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ORACLE = os.path.join(os.path.dirname(REPO), "shared", "oracle", "weights.py")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DEFAULT_VARIANTS = ["RGT_S_x4", "RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]
+
+
+def _import_pack():
+    if "srt" not in sys.modules:
+        pkg = types.ModuleType("srt")
+        pkg.__path__ = [REPO]
+        sys.modules["srt"] = pkg
+    import srt.arch as arch
+
+    return arch
+
+
+def _oracle():
+    spec = importlib.util.spec_from_file_location("oracle_weights", ORACLE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _photo(size: int) -> torch.Tensor:
+    import numpy as np
+    from skimage import data
+
+    img = data.astronaut()[100 : 100 + size, 150 : 150 + size].astype(np.float32) / 255.0
+    return torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def main(argv: list[str] | None = None) -> None:
+    from spandrel import MAIN_REGISTRY
+
+    from benchmarks.common import print_table, time_call
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    p.add_argument("--size", type=int, default=128)
+    p.add_argument("--dtype", choices=list(DTYPES), default="fp32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
+    p.add_argument("--csv", default=None)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    arch, oracle = _import_pack(), _oracle()
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    x = _photo(args.size).to(device, dtype)
+    rows = []
+    for variant in args.variants:
+        sd = oracle.make_state_dict(variant)
+        ours = arch.load_state_dict(dict(sd)).model.eval().to(device, dtype)
+        ref = MAIN_REGISTRY.load(dict(sd)).model.eval().to(device, dtype)
+        row = {"variant": variant, "size": args.size, "dtype": args.dtype, "device": args.device}
+        with torch.inference_mode():
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats()
+            t_ours = time_call(lambda m=ours: m(x), args.repeats)
+            mem_ours = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+            y_ours = ours(x).float()
+            try:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats()
+                t_ref = time_call(lambda m=ref: m(x), args.repeats)
+                mem_ref = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+                y_ref = ref(x).float()
+                diff = f"{(y_ours - y_ref).abs().max().item():.2e}"
+                ref_s, speedup = f"{t_ref:.3f}", f"{t_ref / t_ours:.2f}x"
+            except Exception as e:  # spandrel's half-precision crashes are part of the table
+                ref_s, speedup, diff, mem_ref = f"error: {type(e).__name__}", "-", "-", None
+        row.update(ours_s=f"{t_ours:.3f}", spandrel_s=ref_s, speedup=speedup, max_abs_diff=diff)
+        if device.type == "cuda":
+            row.update(ours_peak_MiB=f"{mem_ours:.0f}", spandrel_peak_MiB=f"{mem_ref:.0f}" if mem_ref else "-")
+        rows.append(row)
+        print(row, flush=True)
+    print()
+    csv_path = args.csv or os.path.join(REPO, "benchmarks", "results", f"models_{args.device}_{args.dtype}_{args.size}.csv")
+    print_table(rows, csv_path)
+
+
+if __name__ == "__main__":
+    main()
