@@ -36,6 +36,10 @@ class GeometryCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def __deepcopy__(self, memo: dict) -> GeometryCache:
+        """A copied model starts empty: cached tensors belong to the original's weights and device."""
+        return GeometryCache(self.max_entries)
+
 
 def attach_geometry_cache(model: nn.Module, max_entries: int = 64) -> GeometryCache:
     """Give ``model`` a cache that is emptied whenever weights are (re)loaded or moved.
@@ -47,6 +51,10 @@ def attach_geometry_cache(model: nn.Module, max_entries: int = 64) -> GeometryCa
 
     def _invalidate(module: nn.Module, incompatible_keys) -> None:  # load_state_dict post-hook
         cache.clear()
+        # a deep copy of the model carries this hook but its own (copied) cache
+        for value in vars(module).values():
+            if isinstance(value, GeometryCache):
+                value.clear()
 
     model.register_load_state_dict_post_hook(_invalidate)
     return cache

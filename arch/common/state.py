@@ -28,7 +28,7 @@ def ignore_derived_buffers(model: nn.Module, pattern: re.Pattern = DERIVED_BUFFE
             if key not in own and pattern.search(key):
                 del state_dict[key]
 
-    model._register_load_state_dict_pre_hook(_drop)
+    model._register_load_state_dict_pre_hook(_drop, with_module=True)
 
 
 def seq_len(state_dict: Mapping[str, object], prefix: str) -> int:

@@ -1,0 +1,230 @@
+"""DRCT building blocks: window attention, the Swin layer and the residual dense group (RDG).
+
+Everything here works on channels-last token grids ``(B, H, W, C)`` whose sides are multiples of
+the window. Position biases and shift masks are not built here: the model builds them once per
+(device, dtype) and hands each layer the tensors it needs.
+
+Precision: the residual stream (layer inputs/outputs, dense concatenations, growth features) is
+carried in float32 whatever the weights' dtype. The stream is never normalised on its way through
+an RDG (the 1x1 ``adjust`` convs read it raw), so its magnitude is set by training alone and can
+exceed fp16's 65504. LayerNorms and the cheap 1x1 convs therefore run in float32; the attention
+and MLP branches, which see only layer-normed inputs, run in the weights' dtype.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from torch import Tensor, nn
+
+from ..common.windows import window_partition, window_reverse, windowed_attention
+
+# Growth features go through this LeakyReLU slope before they join the dense concatenation.
+DENSE_SLOPE = 0.2
+# An RDG adds its output to its input scaled by this factor (the official residual scaling).
+RDG_RESIDUAL_SCALE = 0.2
+SWINS_PER_RDG = 5
+
+
+def dense_heads(base_heads: int, dim: int) -> int:
+    """Heads of a Swin layer of width ``dim`` in an RDG: the official rule makes ``dim`` divisible."""
+    return base_heads - dim % base_heads
+
+
+def shifted_regions(h: int, w: int, window: int) -> list[tuple[slice, slice, int]]:
+    """Rectangles of a cyclically shifted grid whose windows share one shift mask.
+
+    After the shift only the last window row and column hold tokens from two image borders, so
+    every window is one of four kinds: 0 interior, 1 last column, 2 last row, 3 corner (the
+    window order of ``shift_window_mask(2 * window, 2 * window, ...)``). Empty rectangles (a
+    single window row or column) are left out.
+    """
+    rows = [(slice(0, h - window), 0), (slice(h - window, h), 1)]
+    cols = [(slice(0, w - window), 0), (slice(w - window, w), 1)]
+    return [
+        (rs, cs, 2 * ri + ci)
+        for rs, ri in rows
+        for cs, ci in cols
+        if rs.stop > rs.start and cs.stop > cs.start
+    ]
+
+
+def norm_to(norm: nn.LayerNorm, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``norm(x)`` computed in ``x``'s dtype (the float32 stream), returned in ``dtype``."""
+    weight = norm.weight.to(x.dtype)
+    bias = norm.bias.to(x.dtype)
+    return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps).to(dtype)
+
+
+class Mlp(nn.Module):
+    """Two linear layers with GELU between them (keys ``fc1``, ``fc2``)."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside windows with a learned relative-position bias.
+
+    Args:
+        dim: channels of the tokens.
+        heads: attention heads (``dim`` must be divisible by it).
+        window: side of the square window.
+        qkv_bias: whether the qkv projection has a bias.
+    """
+
+    def __init__(self, dim: int, heads: int, window: int, qkv_bias: bool = True) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.window = window
+        self.scale = (dim // heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+
+    def position_bias(self, index: Tensor) -> Tensor:
+        """Per-head bias ``(heads, N, N)`` looked up with a relative-position ``index`` ``(N, N)``."""
+        n = index.shape[0]
+        return self.relative_position_bias_table[index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1)
+
+    def forward(self, windows: Tensor, bias: Tensor) -> Tensor:
+        """Attend within each window.
+
+        Args:
+            windows: ``(B * nW, N, C)`` tokens.
+            bias: additive logits broadcastable to ``(B * nW, heads, N, N)``.
+        """
+        qkv = rearrange(self.qkv(windows), "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        out = windowed_attention(qkv[0], qkv[1], qkv[2], bias, self.scale)
+        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+
+
+class SwinLayer(nn.Module):
+    """Pre-norm Swin transformer layer: (shifted) window attention, then an MLP, both residual.
+
+    Args:
+        dim: token channels.
+        heads: attention heads.
+        window: window side.
+        shifted: whether windows are shifted by half a window (with the shift mask).
+        mlp_hidden: hidden width of the MLP.
+        qkv_bias: whether the qkv projection has a bias.
+    """
+
+    def __init__(
+        self, dim: int, heads: int, window: int, shifted: bool, mlp_hidden: int, qkv_bias: bool = True
+    ) -> None:
+        super().__init__()
+        self.window = window
+        self.shift = window // 2 if shifted else 0
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, heads, window, qkv_bias)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, mlp_hidden)
+
+    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
+        """Args:
+        x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
+        pos_bias: ``(heads, N, N)`` relative-position bias of this layer.
+        shift_masks: ``(4, 1, N, N)`` masks of the four shifted-window kinds (unused unshifted).
+        """
+        compute = self.attn.qkv.weight.dtype
+        # branches run in the weights' dtype on normalised inputs; sums stay in the stream's dtype
+        x = x + self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks)
+        return x + self.mlp(norm_to(self.norm2, x, compute))
+
+    def _attend(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
+        ws, s = self.window, self.shift
+        if not s:
+            # plain windows: one bias for all of them
+            _, h, w, _ = x.shape
+            out = self.attn(window_partition(x, ws, ws), pos_bias.unsqueeze(0))
+            return window_reverse(out, ws, ws, h, w)
+        # shift the grid, attend region by region (each region has one mask kind), shift back
+        x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
+        out = torch.empty_like(x)
+        for rows, cols, kind in shifted_regions(x.shape[1], x.shape[2], ws):
+            part = x[:, rows, cols]
+            bias = (pos_bias + shift_masks[kind]).unsqueeze(0)
+            attended = self.attn(window_partition(part, ws, ws), bias)
+            out[:, rows, cols] = window_reverse(attended, ws, ws, part.shape[1], part.shape[2])
+        return torch.roll(out, shifts=(s, s), dims=(1, 2))
+
+
+class PointwiseConv(nn.Conv2d):
+    """A 1x1 ``Conv2d`` (same keys and shapes) applied to channels-last tokens as a linear map.
+
+    Runs in the dtype of its input (the float32 stream): it reads raw, unnormalised features.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__(in_ch, out_ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (B, H, W, C_in)
+        return F.linear(x, self.weight.flatten(1).to(x.dtype), self.bias.to(x.dtype))
+
+
+class RDG(nn.Module):
+    """Residual dense group: five Swin layers, each widened by the growth features of the ones before.
+
+    Layer ``k`` (1-based) sees ``dim + (k - 1) * gc`` channels; ``adjust{k}`` squeezes its output to
+    ``gc`` growth channels (``dim`` for the last), and the group output is ``0.2 * out + input``.
+    Even layers shift their windows. Layers 4 and 5 use an MLP ratio of 1, as the official model.
+
+    Args:
+        dim: embedding channels.
+        base_heads: heads of the first layer; wider layers use :func:`dense_heads`.
+        window: window side.
+        mlp_ratio: MLP ratio of layers 1-3.
+        gc: growth channels.
+        shift: whether even layers shift (False only for models trained on inputs <= the window).
+        qkv_bias: whether qkv projections have biases.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        base_heads: int,
+        window: int,
+        mlp_ratio: float,
+        gc: int,
+        shift: bool = True,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.swins: list[SwinLayer] = []
+        self.adjusts: list[PointwiseConv] = []
+        for k in range(1, SWINS_PER_RDG + 1):
+            width = dim + (k - 1) * gc
+            ratio = mlp_ratio if k <= 3 else 1.0
+            swin = SwinLayer(
+                width, dense_heads(base_heads, width), window, shift and k % 2 == 0, int(width * ratio), qkv_bias
+            )
+            adjust = PointwiseConv(width, gc if k < SWINS_PER_RDG else dim)
+            self.add_module(f"swin{k}", swin)
+            self.add_module(f"adjust{k}", adjust)
+            self.swins.append(swin)
+            self.adjusts.append(adjust)
+
+    def forward(self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor) -> Tensor:
+        """Args:
+        x: ``(B, H, W, dim)``.
+        pos_biases: the five layers' ``(heads, N, N)`` position biases.
+        shift_masks: ``(4, 1, N, N)`` shifted-window masks.
+        """
+        features = [x]
+        for k, (swin, adjust) in enumerate(zip(self.swins, self.adjusts, strict=True)):
+            # each layer sees the input and every growth feature so far
+            dense = torch.cat(features, dim=-1) if k else x
+            out = adjust(swin(dense, pos_biases[k], shift_masks))
+            if k < SWINS_PER_RDG - 1:
+                features.append(F.leaky_relu(out, DENSE_SLOPE))
+        return out * RDG_RESIDUAL_SCALE + x

@@ -1,0 +1,129 @@
+"""RGT blocks: the gated MLP, the transformer block with HAI, and the residual group."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..common.cache import GeometryCache
+from .attention import LSA, RGSA, image_conv
+
+
+class SpatialGate(nn.Module):
+    """Gate of the MLP: one half of the channels, normalised and depthwise-convolved, scales the other.
+
+    Args:
+        dim: channels of each half.
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.conv = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+
+    def forward(self, value: Tensor, gate: Tensor) -> Tensor:
+        return image_conv(self.conv, self.norm(gate)).mul_(value)
+
+
+class GatedMLP(nn.Module):
+    """Linear -> GELU -> spatial gate (halves the width) -> linear.
+
+    Args:
+        dim: token channels.
+        hidden: width after the first linear layer (twice the gate's width).
+    """
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.sg = SpatialGate(hidden // 2)
+        self.fc2 = nn.Linear(hidden // 2, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        value, gate = F.gelu(self.fc1(x)).chunk(2, dim=-1)
+        return self.fc2(self.sg(value, gate))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block (L-SA or RG-SA) plus the HAI shortcut ``x + gamma * input``.
+
+    Args:
+        dim: token channels.
+        attn: the block's attention (:class:`LSA` or :class:`RGSA`).
+        mlp_hidden: hidden width of the gated MLP.
+    """
+
+    def __init__(self, dim: int, attn: LSA | RGSA, mlp_hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = GatedMLP(dim, mlp_hidden)
+        self.gamma = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
+        y = x + self.attn(self.norm1(x), cache)
+        y = y + self.mlp(self.norm2(y))
+        # HAI: hybrid adaptive integration of the block input
+        return torch.addcmul(y, x, self.gamma)
+
+
+class ResidualGroup(nn.Module):
+    """``depth`` blocks alternating L-SA and RG-SA, a conv, and a residual connection.
+
+    Args:
+        index: position of the group in the model (decides which L-SA blocks are shifted).
+        dim: token channels.
+        depth: number of blocks.
+        heads: attention heads.
+        mlp_hidden: hidden width of each gated MLP.
+        split_size: rectangle window ``(height, width)`` of the first L-SA branch.
+        c_ratio: RG-SA channel ratio.
+        resi_connection: ``"1conv"`` or ``"3conv"`` (the conv closing the group).
+        qkv_bias: whether the attention projections have biases.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        mlp_hidden: int,
+        split_size: tuple[int, int],
+        c_ratio: float,
+        resi_connection: str,
+        qkv_bias: bool = True,
+    ) -> None:
+        super().__init__()
+        blocks = []
+        for j in range(depth):
+            if j % 2 == 0:
+                # every other L-SA is shifted, starting with the second in even groups
+                attn: LSA | RGSA = LSA(dim, heads, split_size, (j // 2 + index) % 2 == 1, qkv_bias)
+            else:
+                attn = RGSA(dim, heads, c_ratio, qkv_bias)
+            blocks.append(Block(dim, attn, mlp_hidden))
+        self.blocks = nn.ModuleList(blocks)
+        self.conv = residual_conv(dim, resi_connection)
+
+    def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
+        y = x
+        for block in self.blocks:
+            y = block(y, cache)
+        return x + image_conv(self.conv, y)
+
+
+def residual_conv(dim: int, kind: str) -> nn.Module:
+    """The conv closing a residual group or the body: one 3x3, or a 3-conv bottleneck."""
+    if kind == "1conv":
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    if kind == "3conv":
+        return nn.Sequential(
+            nn.Conv2d(dim, dim // 4, 3, 1, 1),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
+            nn.LeakyReLU(0.2),
+            nn.Conv2d(dim // 4, dim, 3, 1, 1),
+        )
+    raise ValueError(f"resi_connection must be '1conv' or '3conv', not {kind!r}")

@@ -1,0 +1,75 @@
+"""What the engine needs from its host, what the user asked for, and what it reports back.
+
+The host (ComfyUI, a test, a script) supplies devices, free memory, cache emptying, progress,
+interrupt and out-of-memory exception types, so the engine never imports ComfyUI.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Host:
+    """What the engine needs from its host.
+
+    Args:
+        device: compute device.
+        offload_device: where the model goes back to afterwards.
+        output_device: where the output IMAGE/MASK live (ComfyUI's intermediate device).
+        free_memory: bytes available on a device (for the auto tile size); None = no limit known.
+        empty_cache: release cached device memory (after an out-of-memory error).
+        progress: called after every tile with ``(done, total)``.
+        check_interrupt: called before every tile; raises the host's interrupt exception.
+        oom_exceptions: the host's out-of-memory exception types.
+        warn: where warnings go (once per run each).
+        bf16_ok: whether the device runs bf16 well (None = ask torch).
+    """
+
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    offload_device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    output_device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    free_memory: Callable[[torch.device], int] | None = None
+    empty_cache: Callable[[], None] = lambda: None
+    progress: Callable[[int, int], None] | None = None
+    check_interrupt: Callable[[], None] | None = None
+    oom_exceptions: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError,)
+    warn: Callable[[str], None] = log.warning
+    bf16_ok: bool | None = None
+
+
+@dataclass
+class Settings:
+    """User settings. ``tile=0``: automatic; ``output_scale=0``: the model's own scale."""
+
+    tile: int = 0
+    overlap: int = 32
+    precision: str = "auto"
+    output_scale: float = 0.0
+
+
+@dataclass
+class Report:
+    """What happened, for the node's log line and for tests."""
+
+    dtype: torch.dtype = torch.float32
+    tile: tuple[int, int] = (0, 0)
+    overlap: int = 0
+    tiles_run: int = 0
+    oom_backoffs: int = 0
+    nonfinite_tiles: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Result:
+    image: Tensor  # (B, H', W', C) float32 in [0, 1] on the output device
+    mask: Tensor | None  # (B, H', W') when a mask or alpha came in
+    report: Report

@@ -1,0 +1,22 @@
+"""ComfyUI nodes of the pack: the only code that imports comfy / comfy_api / folder_paths.
+
+Node ids and input names are a contract with saved workflows: never rename them.
+"""
+
+from __future__ import annotations
+
+from comfy_api.latest import ComfyExtension, io
+
+from .compare import CompareNode
+from .load_model import LoadModelNode
+from .upscale import UpscaleTiledNode
+
+
+class SRTransformersExtension(ComfyExtension):
+    """Registers Load SR Model, Upscale Image (tiled) and Compare."""
+
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return [LoadModelNode, UpscaleTiledNode, CompareNode]
+
+
+__all__ = ["CompareNode", "LoadModelNode", "SRTransformersExtension", "UpscaleTiledNode"]

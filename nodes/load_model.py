@@ -1,0 +1,156 @@
+"""The "Load SR Model" node: a checkpoint file -> spandrel ``ImageModelDescriptor`` (UPSCALE_MODEL).
+
+Our architectures load first, spandrel's for everything else (see :mod:`..arch.loader`), so the
+output plugs into core "Upscale Image (using Model)", UltimateSDUpscale and the like unchanged.
+The node shows what it loaded. A file is read once per (path, modification time, size): the
+last few descriptors are kept, and any other one is reused while it is alive anywhere (ComfyUI's
+output cache, another node).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections import OrderedDict
+
+from comfy_api.latest import io, ui
+
+from ..arch.errors import ModelLoadError
+from ..arch.loader import load_model
+from .paths import model_names, model_path
+
+log = logging.getLogger(__name__)
+
+KEEP_LOADED = 2  # descriptors kept alive after ComfyUI's own cache has dropped them
+
+_cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_recent: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+
+
+def _file_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return (os.path.realpath(path), st.st_mtime_ns, st.st_size)
+
+
+def load_cached(path: str):
+    """The descriptor for ``path``, read from disk only if no live one matches its mtime and size."""
+    key = _file_key(path)
+    with _lock:
+        desc = _cache.get(key)
+        cached = desc is not None
+        if not cached:
+            desc = _load(path)
+            _cache[key] = desc
+        _recent[key] = desc
+        _recent.move_to_end(key)
+        while len(_recent) > KEEP_LOADED:
+            _recent.popitem(last=False)
+        return desc, cached
+
+
+def _load(path: str):
+    try:
+        return load_model(path)
+    except ModelLoadError:
+        raise
+    except Exception as e:  # an error the loader did not anticipate: still name the file
+        raise ModelLoadError(
+            f"{os.path.basename(path)}: could not be loaded ({type(e).__name__}: {e}). The file may be "
+            "truncated, corrupt or a variant this version does not support: download it again, and "
+            "report it if it still fails."
+        ) from e
+
+
+def _precisions(desc) -> str:
+    names = ["fp32"] + (["bf16"] if desc.supports_bfloat16 else []) + (["fp16"] if desc.supports_half else [])
+    return ", ".join(names)
+
+
+def _size_rule(desc) -> str:
+    req = desc.size_requirements
+    parts = []
+    if req.multiple_of > 1:
+        parts.append(f"multiple of {req.multiple_of}")
+    if req.minimum > 0:
+        parts.append(f"at least {req.minimum} px")
+    if req.square:
+        parts.append("square")
+    return ", ".join(parts) or "any"
+
+
+def describe(desc, file_name: str) -> str:
+    """What the node shows: architecture, variant, scale, parameters, precisions, inferred settings."""
+    info = getattr(desc, "srt_info", None)
+    if info is not None:
+        head = info.summary()
+        source = "SR Transformers implementation"
+    else:
+        params = sum(p.numel() for p in desc.model.parameters())
+        tags = f" [{', '.join(desc.tags)}]" if desc.tags else ""
+        head = f"{desc.architecture.name}{tags} x{desc.scale}, {params / 1e6:.2f} M params"
+        source = "spandrel implementation"
+    return "\n".join(
+        [
+            head,
+            f"precisions: {_precisions(desc)}",
+            f"channels: {desc.input_channels} -> {desc.output_channels}; input size: {_size_rule(desc)}",
+            f"{file_name} ({source})",
+        ]
+    )
+
+
+class LoadModelNode(io.ComfyNode):
+    """Load a super-resolution checkpoint from ``weights/`` or ``models/upscale_models``."""
+
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="SRT_LoadModel",
+            display_name="Load SR Model",
+            category="image/upscaling",
+            description=(
+                "Loads a super-resolution checkpoint (.safetensors/.pth) from the pack's weights/ folder "
+                "or models/upscale_models. RGT, DRCT and ATD use this pack's fast implementations; any "
+                "other architecture spandrel knows loads too. Shows the architecture, variant, scale, "
+                "parameter count, supported precisions and which settings were inferred."
+            ),
+            inputs=[
+                io.Combo.Input(
+                    "model_name",
+                    options=model_names(),
+                    tooltip=(
+                        "Checkpoint file from the pack's weights/ folder or models/upscale_models. "
+                        "Files dropped in while ComfyUI runs appear after a refresh (R)."
+                    ),
+                ),
+            ],
+            outputs=[
+                io.UpscaleModel.Output(
+                    tooltip=(
+                        "The loaded model (a spandrel descriptor): connect it to Upscale Image (tiled), "
+                        "core Upscale Image (using Model) or any node that takes an UPSCALE_MODEL."
+                    ),
+                ),
+            ],
+        )
+
+    @classmethod
+    def fingerprint_inputs(cls, model_name: str):
+        """Re-run when the file changes on disk, not only when another name is picked."""
+        try:
+            return _file_key(model_path(model_name))
+        except OSError:
+            return model_name
+
+    @classmethod
+    def execute(cls, model_name: str) -> io.NodeOutput:
+        path = model_path(model_name)
+        desc, cached = load_cached(path)
+        text = describe(desc, model_name)
+        log.info(
+            "[SR Transformers] %s %s: %s", "reused" if cached else "loaded", model_name, text.splitlines()[0]
+        )
+        return io.NodeOutput(desc, ui=ui.PreviewText(text))

@@ -1,0 +1,127 @@
+"""Precision policy, weights that survive half-precision runs, and the NaN/inf fallback to fp32."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from engine_models import PerPixel, per_pixel, untiled, wrap
+from srt.engine.precision import PlacedModel, choose_precision
+from srt.engine.runner import Host, NonFiniteOutputError, Settings, upscale
+
+CPU, CUDA = torch.device("cpu"), torch.device("cuda")
+
+
+@pytest.mark.parametrize(
+    ("requested", "device", "half", "bf16", "bf16_ok", "expected", "noted"),
+    [
+        ("auto", CPU, True, True, True, torch.float32, False),  # half on CPU: ~100x slower
+        ("auto", CUDA, True, True, True, torch.bfloat16, False),
+        ("auto", CUDA, True, True, False, torch.float16, False),  # pre-Ampere GPU
+        ("auto", CUDA, True, False, True, torch.float16, False),
+        ("auto", CUDA, False, True, True, torch.bfloat16, False),
+        ("auto", CUDA, False, False, True, torch.float32, False),
+        ("fp32", CUDA, True, True, True, torch.float32, False),
+        ("bf16", CUDA, True, True, True, torch.bfloat16, False),
+        ("fp16", CUDA, True, False, True, torch.float16, False),
+        ("fp16", CUDA, False, True, True, torch.float32, True),  # not validated: fp32, and say so
+        ("bf16", CPU, True, False, True, torch.float32, True),
+        ("bf16", CPU, True, True, True, torch.bfloat16, False),  # explicit request on CPU is honoured
+    ],
+)
+def test_choose_precision(requested, device, half, bf16, bf16_ok, expected, noted):
+    choice = choose_precision(requested, device, half, bf16, bf16_ok=bf16_ok)
+    assert choice.dtype == expected
+    assert bool(choice.note) == noted
+    if noted:
+        assert requested in choice.note and "fp32" in choice.note
+
+
+def test_choose_precision_rejects_unknown():
+    with pytest.raises(ValueError, match="fp8"):
+        choose_precision("fp8", CPU, True, True)
+
+
+def test_placed_model_restores_the_original_weights():
+    model = PerPixel()
+    model.register_buffer("stat", torch.linspace(0, 1, 7) / 3)
+    before = {k: (v.data_ptr(), v.clone()) for k, v in model.state_dict().items()}
+    placed = PlacedModel(model, CPU, CPU)
+    placed.set_dtype(torch.bfloat16)
+    assert model.conv.weight.dtype == torch.bfloat16 and model.stat.dtype == torch.bfloat16
+    placed.set_dtype(torch.float32)  # back to fp32 from the originals, not from rounded bf16
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k][1]), k
+    placed.set_dtype(torch.float16)
+    placed.release()
+    for k, v in model.state_dict().items():
+        assert v.dtype == torch.float32 and v.data_ptr() == before[k][0] and torch.equal(v, before[k][1]), k
+
+
+def test_bf16_run_keeps_the_fp32_weights():
+    desc = per_pixel(2)
+    weights = {k: v.clone() for k, v in desc.model.state_dict().items()}
+    image = torch.rand(1, 20, 24, 3)
+    result = upscale(desc, image, Settings(tile=16, overlap=4, precision="bf16"), Host())
+    assert result.report.dtype == torch.bfloat16
+    assert result.image.dtype == torch.float32
+    torch.testing.assert_close(result.image, untiled(desc, image), atol=2e-2, rtol=0)
+    for k, v in desc.model.state_dict().items():
+        assert v.dtype == torch.float32 and torch.equal(v, weights[k]), k
+
+
+class OverflowsInHalf(PerPixel):
+    """Per-pixel model that overflows (NaN, +inf) in half precision on tiles that start bright."""
+
+    def forward(self, x):
+        y = super().forward(x)
+        if self.conv.weight.dtype != torch.float32 and x[0, 0, 0, 0] > 0.5:
+            y = y.clone()
+            y[:, :, :2] = float("nan")
+            y[:, :, -1] = float("inf")  # spandrel's descriptor call would clamp this to 1
+        return y
+
+
+class AlwaysNaN(PerPixel):
+    def forward(self, x):
+        return super().forward(x) * float("nan")
+
+
+def _half_and_half(h: int = 32, w: int = 64) -> torch.Tensor:
+    image = torch.full((1, h, w, 3), 0.2)
+    image[:, :, w // 2 :] = 0.8
+    return image
+
+
+def test_nonfinite_tiles_are_recomputed_in_fp32_with_one_warning():
+    desc = wrap(OverflowsInHalf(), 2)
+    image = _half_and_half()
+    warnings: list[str] = []
+    result = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp16"), Host(warn=warnings.append))
+    assert result.report.nonfinite_tiles == 4  # the two right columns of a 2 x 4 grid
+    assert len(warnings) == 1 and "NaN/inf" in warnings[0] and "fp32" in warnings[0]
+    assert torch.isfinite(result.image).all()
+    fp32 = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
+    right = slice(64, None)
+    torch.testing.assert_close(result.image[:, :, right], fp32[:, :, right], atol=0, rtol=0)  # redone in fp32
+    torch.testing.assert_close(result.image, fp32, atol=2e-3, rtol=0)  # left half: fp16
+    assert desc.model.conv.weight.dtype == torch.float32
+
+
+def test_nan_in_fp32_is_an_error_not_a_black_image():
+    desc = wrap(AlwaysNaN(), 2)
+    with pytest.raises(NonFiniteOutputError, match=r"NaN/inf even in fp32"):
+        upscale(desc, torch.rand(1, 8, 8, 3), Settings(), Host())
+    assert desc.model.conv.weight.dtype == torch.float32
+
+
+def test_output_is_clamped_float32_on_the_output_device():
+    desc = per_pixel(2)
+    with torch.no_grad():
+        desc.model.conv.weight.mul_(40)  # saturating sigmoid
+        desc.model.conv.bias.fill_(0.0)
+    image = torch.rand(2, 12, 12, 3) * 2 - 0.5  # out of range input too
+    desc.model.forward = lambda x, m=desc.model: PerPixel.forward(m, x) * 3 - 1  # outputs in [-1, 2]
+    result = upscale(desc, image, Settings(tile=8, overlap=2), Host(output_device=CPU))
+    out = result.image
+    assert out.dtype == torch.float32 and out.device == CPU
+    assert out.min() == 0.0 and out.max() == 1.0
