@@ -9,24 +9,33 @@
   ``module.`` prefixes are removed; saved derived buffers are accepted by the models.
 * Our architectures are tried first, then spandrel's ``MAIN_REGISTRY`` for everything else.
 """
+
 from __future__ import annotations
 
 import os
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 
 import torch
 from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
 from .common.state import training_config
-from .errors import CheckpointReadError, UnsafeCheckpointError, UnsupportedArchitectureError
+from .errors import CheckpointReadError, UnsupportedArchitectureError
 from .safe_unpickle import restricted_load
 
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".plt")  # .plt: nhs2828 RGT
 
 # Preferred order: BasicSR keeps the EMA generator in params_ema; the others are common wrappers.
-WRAPPER_KEYS = ("params_ema", "params-ema", "params", "state_dict", "model_state_dict", "model", "net", "netG")
+WRAPPER_KEYS = (
+    "params_ema",
+    "params-ema",
+    "params",
+    "state_dict",
+    "model_state_dict",
+    "model",
+    "net",
+    "netG",
+)
 PREFIXES = ("module.", "_orig_mod.", "netG.")
 
 
@@ -65,7 +74,7 @@ def _read_pickle(path: str) -> Checkpoint:
         # weights_only refused a class: a whole pickled training state (model + optimizer ...).
         # Read it with the restricted unpickler, which never imports or calls what it names.
         return Checkpoint(restricted_load(path), {}, path)
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
+    except Exception as e:  # garbage bytes surface as any of a dozen exception types
         raise CheckpointReadError(
             f"{_name(path)}: could not be read as a PyTorch checkpoint ({str(e).splitlines()[0][:200]}). "
             "The file is probably truncated or corrupt, or not a model file: download it again."

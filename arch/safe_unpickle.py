@@ -12,6 +12,7 @@ import and call whatever the pickle names. This unpickler:
 * then walks the placeholder tree for the ``nn.Module`` layout (``_parameters``, ``_buffers``,
   ``_modules``) and returns the model's state dict.
 """
+
 from __future__ import annotations
 
 import collections

@@ -25,7 +25,7 @@ class Host:
         offload_device: where the model goes back to afterwards.
         output_device: where the output IMAGE/MASK live (ComfyUI's intermediate device).
         free_memory: bytes available on a device (for the auto tile size); None = no limit known.
-        empty_cache: release cached device memory (after an out-of-memory error).
+        empty_cache: release cached device memory (after an out-of-memory error and after the run).
         progress: called after every tile with ``(done, total)``.
         check_interrupt: called before every tile; raises the host's interrupt exception.
         oom_exceptions: the host's out-of-memory exception types.

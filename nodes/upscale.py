@@ -47,6 +47,17 @@ def _host(device: torch.device, pbar: comfy.utils.ProgressBar) -> Host:
     )
 
 
+def _summary(r, shape, out: tuple[int, int], seconds: float) -> str:
+    """One log line: frames, sizes, dtype, tiles, time."""
+    b, h, w, _ = shape
+    dtype = str(r.dtype).removeprefix("torch.")
+    backoffs = f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else ""
+    return (
+        f"{b} frame(s) {w}x{h} -> {out[1]}x{out[0]} in {dtype}, tiles {r.tile[1]}x{r.tile[0]} "
+        f"overlap {r.overlap}: {r.tiles_run} tiles in {seconds:.2f} s{backoffs}"
+    )
+
+
 class UpscaleTiledNode(io.ComfyNode):
     """Upscale an IMAGE batch with any UPSCALE_MODEL, tile by tile."""
 
@@ -166,20 +177,8 @@ class UpscaleTiledNode(io.ComfyNode):
         out_mask = result.mask
         if out_mask is None:
             out_mask = torch.zeros((1, out_h, out_w), dtype=torch.float32, device=mm.intermediate_device())
-        r = result.report
         log.info(
-            "[SR Transformers] %d frame(s) %dx%d -> %dx%d in %s, tiles %dx%d overlap %d: %d tiles in %.2f s%s",
-            b,
-            w,
-            h,
-            out_w,
-            out_h,
-            str(r.dtype).removeprefix("torch."),
-            r.tile[1],
-            r.tile[0],
-            r.overlap,
-            r.tiles_run,
-            time.perf_counter() - start,
-            f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else "",
+            "[SR Transformers] %s",
+            _summary(result.report, image.shape, (out_h, out_w), time.perf_counter() - start),
         )
         return io.NodeOutput(result.image, out_mask)

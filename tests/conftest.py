@@ -6,6 +6,7 @@ on ``sys.path``.  We mirror that: the checkout is registered as a package under 
 ``srt.engine`` ... exactly the way ComfyUI would, and the repo root never lands on ``sys.path``.
 The root ``__init__.py`` (the ComfyUI entry point) is not executed.
 """
+
 from __future__ import annotations
 
 import importlib.util

@@ -1,4 +1,5 @@
 """Shared geometry helpers against naive, loop-based definitions."""
+
 from __future__ import annotations
 
 import itertools
@@ -34,7 +35,9 @@ def naive_shift_mask(h, w, wh, ww, sh, sw):
     return torch.stack(masks)
 
 
-@pytest.mark.parametrize(("h", "w", "wh", "ww"), [(16, 16, 8, 8), (32, 64, 8, 32), (64, 32, 32, 8), (48, 48, 16, 16)])
+@pytest.mark.parametrize(
+    ("h", "w", "wh", "ww"), [(16, 16, 8, 8), (32, 64, 8, 32), (64, 32, 32, 8), (48, 48, 16, 16)]
+)
 def test_shift_mask_matches_region_definition(h, w, wh, ww):
     got = shift_window_mask(h, w, (wh, ww), (wh // 2, ww // 2), torch.device("cpu"), torch.float32)
     assert torch.equal(got, naive_shift_mask(h, w, wh, ww, wh // 2, ww // 2))

@@ -4,6 +4,7 @@ References: the oracle's golden outputs of the official code (DRCT_x4, DRCT_L_x2
 DRCT, which reproduces the official output exactly, for every other config. CPU time is kept low:
 few full-size forwards, small inputs, half precision on small crops (CPU fp16 matmuls are slow).
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,6 @@ import torch
 from safetensors.torch import save_file
 from spandrel import MAIN_REGISTRY
 from spandrel.architectures.DRCT import DRCT as ReferenceDRCT
-
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.drct import DRCT, DRCTArch, DRCTConfig, read_config
 from srt.arch.drct.blocks import shifted_regions
@@ -40,7 +40,7 @@ def state_dict(oracle):
 def ours(state_dict):
     """Our eval-mode fp32 model for an official variant, loaded through the registry."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def build(variant: str) -> DRCT:
         return load_state_dict(dict(state_dict(variant))).model.eval()
 
@@ -106,12 +106,20 @@ def test_checkpoint_files(oracle, state_dict, tmp_path):
     assert info.variant == "DRCT" and info.scale == 2 and "img_range" not in info.inferred
 
 
+@pytest.mark.slow
 def test_xl_matches_spandrel(oracle, crop):
     """DRCT-XL has no oracle manifest: build it as spandrel does (traiNNer-redux's drct_xl config)."""
     ref = ReferenceDRCT(
-        img_size=64, embed_dim=180, depths=(6,) * 14, num_heads=(6,) * 14, window_size=16,
-        mlp_ratio=2.0, upscale=4, upsampler="pixelshuffle", resi_connection="1conv",
-    )  # fmt: skip
+        img_size=64,
+        embed_dim=180,
+        depths=(6,) * 14,
+        num_heads=(6,) * 14,
+        window_size=16,
+        mlp_ratio=2.0,
+        upscale=4,
+        upsampler="pixelshuffle",
+        resi_connection="1conv",
+    )
     sd = with_recipe_weights(ref, oracle)
     ref.load_state_dict(sd)
     desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
@@ -134,18 +142,36 @@ GRID = [
 def test_config_grid_round_trip(oracle, case):
     embed, heads, window, gc, mlp, scale, in_ch, resi, qkv_bias, patch_norm, img_size, hw = case
     ref = ReferenceDRCT(
-        img_size=img_size, in_chans=in_ch, embed_dim=embed, depths=(6,) * len(heads), num_heads=heads,
-        window_size=window, mlp_ratio=mlp, qkv_bias=qkv_bias, patch_norm=patch_norm, upscale=scale,
-        upsampler="pixelshuffle", resi_connection=resi, gc=gc,
-    )  # fmt: skip
+        img_size=img_size,
+        in_chans=in_ch,
+        embed_dim=embed,
+        depths=(6,) * len(heads),
+        num_heads=heads,
+        window_size=window,
+        mlp_ratio=mlp,
+        qkv_bias=qkv_bias,
+        patch_norm=patch_norm,
+        upscale=scale,
+        upsampler="pixelshuffle",
+        resi_connection=resi,
+        gc=gc,
+    )
     sd = with_recipe_weights(ref, oracle)
     ref.load_state_dict(sd)
     cfg, _ = read_config(sd)
     expected = DRCTConfig(
-        in_ch=in_ch, embed_dim=embed, num_heads=heads, window_size=window, mlp_ratio=mlp, gc=gc,
-        scale=scale, qkv_bias=qkv_bias, patch_norm=patch_norm, resi_connection=resi,
+        in_ch=in_ch,
+        embed_dim=embed,
+        num_heads=heads,
+        window_size=window,
+        mlp_ratio=mlp,
+        gc=gc,
+        scale=scale,
+        qkv_bias=qkv_bias,
+        patch_norm=patch_norm,
+        resi_connection=resi,
         shift=img_size > window,
-    )  # fmt: skip
+    )
     assert cfg == expected
     desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
     assert desc.srt_info.variant == "DRCT (custom)"
@@ -199,11 +225,16 @@ def test_geometry_cached_per_device_and_dtype(oracle):
     assert len(model._geometry_cache) == 4
     biases, masks = model.geometry(torch.zeros(1, 24, 8, 8, dtype=torch.bfloat16))
     assert masks.dtype == biases[0][0].dtype == torch.bfloat16
+    # a copy starts empty, and loading weights empties the cache (biases derive from weights)
+    assert len(copy.deepcopy(model)._geometry_cache) == 0
+    model.load_state_dict(model.state_dict())
+    assert len(model._geometry_cache) == 0
 
 
 # ---- exactness ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["DRCT_x4", "DRCT_L_x2"])
 @pytest.mark.parametrize("size", ["64x64", "50x70"])
 def test_golden_official_outputs(oracle, ours, variant, size):
@@ -249,6 +280,7 @@ def test_half_precision_small_crop(oracle, ours, crop, dtype):
     assert half_psnr(oracle, ours("DRCT_x4"), x, dtype) >= MIN_HALF_PSNR
 
 
+@pytest.mark.slow
 def test_bf16_full_model_128(oracle, ours, crop):
     x = crop("coffee", 100, 200, 128, 128)
     assert half_psnr(oracle, ours("DRCT_x2"), x, torch.bfloat16) >= MIN_HALF_PSNR
@@ -256,7 +288,11 @@ def test_bf16_full_model_128(oracle, ours, crop):
 
 def test_fp16_128_reduced_depth(oracle, state_dict, crop):
     """128x128 in fp16: CPU fp16 matmuls are ~100x slower, so the first RDG of DRCT_x2 only."""
-    sd = {k: v for k, v in state_dict("DRCT_x2").items() if not k.startswith("layers.") or k.startswith("layers.0.")}
+    sd = {
+        k: v
+        for k, v in state_dict("DRCT_x2").items()
+        if not k.startswith("layers.") or k.startswith("layers.0.")
+    }
     model = load_state_dict(sd).model.eval()
     assert model.config.depth == 1
     x = crop("coffee", 100, 200, 128, 128)

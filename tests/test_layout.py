@@ -1,4 +1,5 @@
 """House rules that ComfyUI punishes at run time, checked statically."""
+
 from __future__ import annotations
 
 import ast
@@ -45,7 +46,17 @@ def test_pack_never_imports_comfyui_owned_top_level_names(path):
 
 
 def test_pack_shape():
-    for name in ("__init__.py", "arch", "engine", "nodes", "weights/README.md", "web", "tests", "pyproject.toml",
-                 "requirements.txt", "README.md"):
+    for name in (
+        "__init__.py",
+        "arch",
+        "engine",
+        "nodes",
+        "weights/README.md",
+        "web",
+        "tests",
+        "pyproject.toml",
+        "requirements.txt",
+        "README.md",
+    ):
         assert os.path.exists(REPO / name), name
     assert "torch==" not in (REPO / "requirements.txt").read_text()

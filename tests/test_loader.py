@@ -1,4 +1,5 @@
 """Checkpoint reading: formats, wrappers, prefixes, fallbacks and every promised error."""
+
 from __future__ import annotations
 
 import os
@@ -7,7 +8,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
-
 from srt.arch import load_model, load_state_dict, read_checkpoint
 from srt.arch.errors import CheckpointReadError, UnsafeCheckpointError, UnsupportedArchitectureError
 
@@ -59,7 +59,7 @@ def test_spandrel_fallback_for_other_architectures(tmp_path):
 
 
 def test_missing_file_names_the_file(tmp_path):
-    with pytest.raises(CheckpointReadError, match="nothere.pth: no such file"):
+    with pytest.raises(CheckpointReadError, match=r"nothere\.pth: no such file"):
         read_checkpoint(tmp_path / "nothere.pth")
 
 
@@ -73,7 +73,7 @@ def test_unsupported_extension(tmp_path):
 def test_empty_file(tmp_path):
     p = tmp_path / "empty.pth"
     p.write_bytes(b"")
-    with pytest.raises(CheckpointReadError, match="empty.pth: the file is empty"):
+    with pytest.raises(CheckpointReadError, match=r"empty\.pth: the file is empty"):
         read_checkpoint(p)
 
 
@@ -92,17 +92,22 @@ def test_truncated_file_is_reported_as_corrupt(tmp_path, ext):
         read_checkpoint(cut)
 
 
-def test_random_bytes_are_not_a_model(tmp_path):
+@pytest.mark.parametrize("seed", range(5))
+def test_random_bytes_are_not_a_model(tmp_path, seed):
     p = tmp_path / "noise.pth"
-    p.write_bytes(os.urandom(4096))
-    with pytest.raises(CheckpointReadError, match="noise.pth"):
+    p.write_bytes(
+        torch.randint(0, 256, (4096,), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+        .numpy()
+        .tobytes()
+    )
+    with pytest.raises(CheckpointReadError, match=r"noise\.pth"):
         read_checkpoint(p)
 
 
 def test_dict_without_tensors(tmp_path):
     p = tmp_path / "opts.pth"
     torch.save({"lr": 0.1, "epochs": 3}, p)
-    with pytest.raises(CheckpointReadError, match="opts.pth: contains no tensors"):
+    with pytest.raises(CheckpointReadError, match=r"opts\.pth: contains no tensors"):
         read_checkpoint(p)
 
 

@@ -138,10 +138,10 @@ def test_detection_names_missing_keys(state_dict):
 # Tiny configs through spandrel's RGT with recipe weights: detection and output must match.
 GRID = [
     # embed, depth, heads, split, mlp, c_ratio, scale, in_ch, resi, input hw
-    (24, (2, 3), (2, 4), (4, 8), 2.0, 0.5, 2, 3, "1conv", (20, 36)),
-    (24, (3, 1), (4, 2), (8, 4), 1.5, 0.25, 3, 3, "3conv", (17, 16)),  # larger side first: read from mask
-    (16, (4,), (2,), (8, 8), 1.0, 0.5, 1, 1, "1conv", (24, 19)),
-    (32, (2, 2), (4, 4), (4, 16), 2.0, 0.5, 4, 3, "1conv", (16, 40)),
+    (48, (2, 3), (2, 4), (4, 8), 2.0, 0.5, 2, 3, "1conv", (20, 36)),
+    (48, (3, 1), (4, 2), (8, 4), 1.5, 0.25, 3, 3, "3conv", (17, 16)),  # larger side first: read from mask
+    (32, (4,), (2,), (8, 8), 1.0, 0.5, 1, 1, "1conv", (24, 19)),
+    (64, (2, 2), (4, 4), (4, 16), 2.0, 0.5, 4, 3, "1conv", (16, 40)),
 ]
 
 
@@ -168,7 +168,7 @@ def test_config_grid_round_trip(oracle, case):
 
 def test_odd_head_count_needs_metadata(oracle):
     """Each L-SA branch has heads // 2: 3 heads look like 2 unless the training config says so."""
-    ref = ReferenceRGT(embed_dim=24, depth=[2], num_heads=[3], split_size=[4, 8], upscale=2, img_size=32)
+    ref = ReferenceRGT(embed_dim=48, depth=[2], num_heads=[3], split_size=[4, 8], upscale=2, img_size=32)
     sd = with_recipe_weights(ref, oracle)
     ref.load_state_dict(sd)
     assert RGTArch().load_with_config(sd, None).srt_info.config["num_heads"] == [2]
@@ -201,7 +201,7 @@ def test_recursion_steps_match_reference_rule():
 
 
 def test_position_biases_built_once_per_device_and_dtype(oracle, monkeypatch):
-    model = RGT(embed_dim=24, depth=(3, 2), num_heads=(2, 2), split_size=(4, 8), scale=2).eval()
+    model = RGT(embed_dim=48, depth=(3, 2), num_heads=(2, 2), split_size=(4, 8), scale=2).eval()
     model.load_state_dict(with_recipe_weights(model, oracle))
     builds = []
     original = RectWindowAttention._build_bias
@@ -214,16 +214,16 @@ def test_position_biases_built_once_per_device_and_dtype(oracle, monkeypatch):
     for hw in [(20, 28), (40, 17), (64, 64)]:
         run(model, torch.rand(1, 3, *hw))
     assert len(builds) == first  # piece shapes do not depend on the input size
-    assert all(b[1] == torch.float32 for b in builds)
+    assert all(b[2] == torch.float32 for b in builds)
     run(model.to(torch.bfloat16), torch.rand(1, 3, 16, 16, dtype=torch.bfloat16))
-    assert len(builds) == 2 * first and builds[-1][1] == torch.bfloat16
+    assert len(builds) == 2 * first and builds[-1][2] == torch.bfloat16
     model.float().load_state_dict(model.state_dict())  # new weights invalidate the cache
     run(model, torch.rand(1, 3, 16, 16))
     assert len(builds) == 3 * first
 
 
 def test_small_inputs_are_refused_by_the_model_and_padded_by_the_descriptor(state_dict, oracle):
-    model = RGT(embed_dim=16, depth=(2,), num_heads=(2,), split_size=(4, 8), scale=2).eval()
+    model = RGT(embed_dim=32, depth=(2,), num_heads=(2,), split_size=(4, 8), scale=2).eval()
     with pytest.raises(InputSizeError, match="at least 16"):
         run(model, torch.rand(1, 3, 12, 40))
     sd = with_recipe_weights(model, oracle)

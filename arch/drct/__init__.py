@@ -4,6 +4,7 @@ Official (``ming053l/DRCT``) BasicSR checkpoints, Real-DRCT GAN, spandrel/traiNN
 files and community models (e.g. 4xRealWebPhoto_v4_drct-l) share one key layout. Every
 hyperparameter except ``img_range`` is read from tensor shapes.
 """
+
 from __future__ import annotations
 
 import math
@@ -69,7 +70,9 @@ def read_config(sd: Mapping, metadata: dict | None = None) -> tuple[DRCTConfig, 
     depth = seq_len(sd, "layers")
     table = sd["layers.0.swin1.attn.relative_position_bias_table"]
     window = _window_from_table(int(table.shape[0]))
-    heads = tuple(int(sd[f"layers.{i}.swin1.attn.relative_position_bias_table"].shape[1]) for i in range(depth))
+    heads = tuple(
+        int(sd[f"layers.{i}.swin1.attn.relative_position_bias_table"].shape[1]) for i in range(depth)
+    )
     mlp_ratio = sd["layers.0.swin1.mlp.fc1.weight"].shape[0] / embed_dim
     gc = int(sd["layers.0.adjust1.weight"].shape[0])
     scale = pixelshuffle_scale(sd, "upsample") if "upsample.0.weight" in sd else 1

@@ -10,6 +10,7 @@ an RDG (the 1x1 ``adjust`` convs read it raw), so its magnitude is set by traini
 exceed fp16's 65504. LayerNorms and the cheap 1x1 convs therefore run in float32; the attention
 and MLP branches, which see only layer-normed inputs, run in the weights' dtype.
 """
+
 from __future__ import annotations
 
 import torch
@@ -204,10 +205,9 @@ class RDG(nn.Module):
         self.adjusts: list[PointwiseConv] = []
         for k in range(1, SWINS_PER_RDG + 1):
             width = dim + (k - 1) * gc
-            ratio = mlp_ratio if k <= 3 else 1.0
-            swin = SwinLayer(
-                width, dense_heads(base_heads, width), window, shift and k % 2 == 0, int(width * ratio), qkv_bias
-            )
+            heads = dense_heads(base_heads, width)
+            hidden = int(width * (mlp_ratio if k <= 3 else 1.0))
+            swin = SwinLayer(width, heads, window, shift and k % 2 == 0, hidden, qkv_bias)
             adjust = PointwiseConv(width, gc if k < SWINS_PER_RDG else dim)
             self.add_module(f"swin{k}", swin)
             self.add_module(f"adjust{k}", adjust)

@@ -5,6 +5,7 @@ state-dict layout of the official code (``ming053l/DRCT``). Inputs of any size: 
 reflect-padded at the bottom/right to a multiple of the window and the output is cropped, as the
 official test pipeline does.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

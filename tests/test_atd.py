@@ -1,0 +1,297 @@
+"""ATD / ATD-light: detection, strict loading, parity with the official code, half precision.
+
+ATD groups tokens by an argmax whose top two scores are often within one float32 ulp, then
+sorts them with an unstable sort: any rounding difference upstream regroups tokens. So parity is
+checked bit-for-bit in spirit (<= 1e-4) against spandrel in the same process (same kernels), and
+against the golden files under the CPU kernel level they were made with (AVX2, see
+``test_matches_golden``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import spandrel
+import torch
+from spandrel import MAIN_REGISTRY
+
+from srt.arch import REGISTRY, load_model, load_state_dict
+from srt.arch.atd import ATD, ATDArch
+from srt.arch.atd import attention as atd_attention
+
+VARIANTS = ["ATD_x2", "ATD_x3", "ATD_x4", "ATD_light_x2", "ATD_light_x3", "ATD_light_x4"]
+TOL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def weights(oracle):
+    cache: dict[str, dict] = {}
+
+    def get(variant: str) -> dict[str, torch.Tensor]:
+        if variant not in cache:
+            cache[variant] = oracle.make_state_dict(variant)
+        return dict(cache[variant])
+
+    return get
+
+
+def _run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.inference_mode():
+        return model(x)
+
+
+@contextlib.contextmanager
+def categories(replay: list[torch.Tensor] | None = None):
+    """Record every layer's token categories and order (or replay given orders)."""
+    record: list[tuple[torch.Tensor, torch.Tensor]] = []
+    original = atd_attention.category_order
+    pending = list(replay) if replay is not None else None
+
+    def patched(sim: torch.Tensor) -> torch.Tensor:
+        order = pending.pop(0) if pending else original(sim)
+        record.append((sim.argmax(dim=-1), order))
+        return order
+
+    atd_attention.category_order = patched
+    try:
+        yield record
+    finally:
+        atd_attention.category_order = original
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_official_variants_load_strictly(variant, oracle, weights):
+    man = oracle.load_manifest(variant)
+    desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(weights(variant))
+    assert isinstance(desc.model, ATD) and isinstance(desc.architecture, ATDArch)
+    learned = {e["key"]: tuple(e["shape"]) for e in man["keys"] if not e["buffer"]}
+    ours = {k: tuple(v.shape) for k, v in desc.model.state_dict().items()}
+    assert ours == learned
+    info = desc.srt_info
+    light = "light" in variant
+    assert info.variant == ("ATD-light" if light else "ATD")
+    assert desc.scale == info.scale == man["scale"]
+    assert info.params == man["total_params"]
+    cfg = man["constructor_config"]
+    for key in ("embed_dim", "window_size", "num_tokens", "reducted_dim", "convffn_kernel_size", "upsampler"):
+        assert info.config[key] == cfg[key], key
+    assert info.config["depths"] == cfg["depths"] and info.config["num_heads"] == cfg["num_heads"]
+    assert info.config["mlp_ratio"] == cfg["mlp_ratio"]
+    assert info.config["category_size"] == cfg["category_size"] == (128 if light else 256)
+    assert "category_size" in info.inferred
+    assert desc.supports_half and desc.supports_bfloat16
+
+
+def test_detector_names_missing_keys(weights):
+    sd = weights("ATD_light_x2")
+    del sd["layers.0.residual_group.td"]
+    assert ATDArch().missing(sd) == ["layers.0.residual_group.td"]
+
+
+def test_official_pth_and_traiNNer_safetensors(tmp_path, weights):
+    from safetensors.torch import save_file
+
+    sd = weights("ATD_light_x2")
+    other = {k: v + 1 if v.is_floating_point() else v for k, v in sd.items()}
+    torch.save({"params": other, "params_ema": sd}, tmp_path / "atd_light.pth")
+    desc = load_model(tmp_path / "atd_light.pth")
+    assert torch.equal(desc.model.conv_first.weight, sd["conv_first.weight"])  # params_ema wins
+
+    meta = {"metadata": json.dumps({"category_size": 64, "img_range": 255.0, "upscale": 2})}
+    save_file({k: v.contiguous() for k, v in sd.items()}, tmp_path / "atd_light.safetensors", metadata=meta)
+    desc = load_model(tmp_path / "atd_light.safetensors")
+    info = desc.srt_info
+    assert info.config["category_size"] == 64 and info.config["img_range"] == 255.0
+    assert "category_size" not in info.inferred and "img_range" not in info.inferred
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+GOLDEN_SCRIPT = r"""
+import importlib.util, json, sys, types, numpy as np, torch
+pkg = types.ModuleType("srt"); pkg.__path__ = [sys.argv[1]]; sys.modules["srt"] = pkg
+torch.set_num_threads(2)
+spec = importlib.util.spec_from_file_location("oracle_weights", sys.argv[2])
+W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+from srt.arch import load_state_dict
+out = {"capability": torch.backends.cpu.get_cpu_capability()}
+for variant in sys.argv[3:]:
+    model = load_state_dict(W.make_state_dict(variant)).model.eval()
+    g = W.load_golden(variant)
+    for crop in ("64x64", "50x70"):
+        with torch.inference_mode():
+            y = model(torch.from_numpy(g["in_" + crop])).numpy()
+        out[variant + " " + crop] = float(np.abs(y - g["out_" + crop]).max())
+print(json.dumps(out))
+"""
+
+
+def test_matches_golden():
+    """Official outputs (oracle golden files), within 1e-4.
+
+    The golden files were made on a CPU running torch's AVX2 kernels. Vectorised kernels
+    (softmax, exp, norms) round differently on AVX512, which regroups a few tokens: there even
+    the official code (and spandrel) miss ATD-light's 64x64 golden by 0.06. We therefore run
+    under ``ATEN_CPU_CAPABILITY=avx2`` in a subprocess (the level is fixed at torch start-up).
+    """
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    oracle_py = os.path.join(os.path.dirname(repo), "shared", "oracle", "weights.py")
+    env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
+    res = subprocess.run(
+        [sys.executable, "-c", GOLDEN_SCRIPT, repo, oracle_py, "ATD_x4", "ATD_light_x2"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if out.pop("capability") != "AVX2":
+        pytest.skip("this CPU cannot run torch's AVX2 kernels, the level the golden files were made with")
+    print("max abs vs golden:", out)
+    assert len(out) == 4 and all(v <= TOL for v in out.values()), out
+
+
+@pytest.mark.parametrize(
+    "variant, crop_args",
+    [
+        ("ATD_light_x2", ("coffee", 100, 200, 48, 48)),
+        ("ATD_light_x3", ("chelsea", 60, 120, 40, 56)),
+        ("ATD_light_x4", ("astronaut", 300, 300, 37, 61)),
+        ("ATD_x2", ("coffee", 200, 300, 32, 40)),
+        ("ATD_x3", ("chelsea", 20, 40, 33, 28)),
+    ],
+)
+def test_matches_spandrel_on_real_crops(variant, crop_args, weights, crop):
+    """Same weights, same input, same process: equal to the official code (spandrel) within 1e-4."""
+    x = crop(*crop_args)
+    ours = load_state_dict(weights(variant)).model.eval()
+    ref = MAIN_REGISTRY.load(weights(variant)).model.eval()
+    y = _run(ours, x)
+    diff = (y - _run(ref, x)).abs().max().item()
+    print(f"{variant} {crop_args}: max abs vs spandrel {diff:.2e}")
+    assert y.shape == (1, 3, x.shape[2] * ours.upscale, x.shape[3] * ours.upscale)
+    assert diff <= TOL
+    assert torch.equal(y, _run(ours, x))  # deterministic grouping
+
+
+def test_sort_ties_follow_the_official_unstable_order(weights, crop):
+    """The stable order is a different model output (0.3 max abs on golden); we keep the official one."""
+    x = crop("astronaut", 96, 192, 48, 48)
+    model = load_state_dict(weights("ATD_light_x2")).model.eval()
+    with categories() as rec:
+        _run(model, x)
+    cats, orders = zip(*rec, strict=True)
+    assert all(torch.equal(o, torch.sort(c, dim=-1, stable=False).indices) for c, o in zip(cats, orders, strict=True))
+    assert any(not torch.equal(o, torch.sort(c, dim=-1, stable=True).indices) for c, o in zip(cats, orders, strict=True))
+
+
+def test_neosr_no_norm(weights, crop):
+    sd = weights("ATD_light_x2")
+    sd["no_norm"] = torch.zeros(1)
+    desc = load_state_dict(sd)
+    assert "no_norm" in desc.model.state_dict() and not desc.model.normalize
+    assert any("no_norm" in n for n in desc.srt_info.notes)
+    x = crop("coffee", 10, 10, 24, 24)
+    ref = MAIN_REGISTRY.load(dict(sd)).model.eval()
+    y = _run(desc.model.eval(), x)
+    assert (y - _run(ref, x)).abs().max().item() <= TOL
+    assert (y - _run(load_state_dict(weights("ATD_light_x2")).model.eval(), x)).abs().max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- config grid
+
+SMALL = dict(embed_dim=24, depths=(2, 3), num_heads=(2, 3), window_size=8, num_tokens=16, reducted_dim=4)
+GRID = [
+    dict(upsampler="pixelshuffle", upscale=2),
+    dict(upsampler="pixelshuffle", upscale=3, resi_connection="3conv", mlp_ratio=1.5),
+    dict(upsampler="pixelshuffledirect", upscale=4, convffn_kernel_size=3, qkv_bias=False),
+    dict(upsampler="nearest+conv", upscale=4, patch_norm=False),
+    dict(upsampler="", upscale=1, in_chans=1),
+]
+
+
+@pytest.mark.parametrize("extra", GRID, ids=lambda e: f"{e['upsampler'] or 'none'}x{e['upscale']}")
+def test_config_grid_round_trip(extra, crop):
+    """Random weights from spandrel's ATD of each config -> detected config -> same output."""
+    from spandrel.architectures.ATD import ATD as RefATD
+
+    torch.manual_seed(0)
+    cfg = {**SMALL, "convffn_kernel_size": 5, "mlp_ratio": 2.0, **extra}
+    ref = RefATD(img_size=32, category_size=32, **cfg).eval()
+    desc = ATDArch().load_with_config(ref.state_dict(), {"category_size": 32})
+    got = desc.srt_info.config
+    for key, value in cfg.items():
+        assert got[key] == (list(value) if isinstance(value, tuple) else value), key
+    assert desc.srt_info.variant == "ATD (custom)"
+    x = crop("chelsea", 50, 50, 27, 35)[:, : cfg.get("in_chans", 3)]
+    assert (_run(desc.model.eval(), x) - _run(ref, x)).abs().max().item() <= TOL
+
+
+def test_absolute_position_embedding_is_refused(weights):
+    from srt.arch.errors import ConfigError
+
+    sd = weights("ATD_light_x2")
+    sd["absolute_pos_embed"] = torch.zeros(1, 64 * 64, 48)
+    with pytest.raises(ConfigError, match="ape"):
+        load_state_dict(sd)
+
+
+# ----------------------------------------------------------------------------- half precision
+
+HALF_CASES = [("ATD_light_x2", ("astronaut", 100, 150, 32, 32)), ("ATD_x4", ("coffee", 150, 250, 16, 16))]
+
+
+def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle) -> dict:
+    """fp32 and ``dtype`` outputs, category flips, PSNR plain and with categories pinned."""
+    model = load_state_dict(dict(model_sd)).model.eval()
+    with categories() as ref_cats:
+        y32 = _run(model, x)
+    half = load_state_dict(dict(model_sd)).model.eval().to(dtype)
+    with categories() as half_cats:
+        y = _run(half, x.to(dtype)).float()
+    with categories(replay=[order for _, order in half_cats]):
+        pinned = _run(model, x)  # fp32 with the half run's token grouping
+    flips = [(a != b).float().mean().item() for (a, _), (b, _) in zip(ref_cats, half_cats, strict=True)]
+    return dict(
+        y=y,
+        psnr=oracle.psnr(y.numpy(), y32.numpy()),
+        pinned=oracle.psnr(y.numpy(), pinned.numpy()),
+        first_layer_flips=flips[0],
+        mean_flips=sum(flips) / len(flips),
+    )
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("variant, crop_args", HALF_CASES, ids=[v for v, _ in HALF_CASES])
+def test_half_precision(variant, crop_args, dtype, weights, crop, oracle):
+    """bf16/fp16 run (the official code and spandrel crash), finite, and accurate.
+
+    Two facts of the oracle weights shape what can be asserted:
+    * reduced precision moves a few tokens to another category (near-tied argmax); one move
+      reshuffles the unstable sort's tie order, i.e. many attention groups. We count the flips
+      and compare against fp32 run with the half run's grouping ("pinned");
+    * their AC-MSA logits have a std of ~60 (temperature 10 x unnormalised 35-channel q.k), a
+      near-hard argmax that amplifies any rounding ~10x per layer. With the temperature at 1
+      (``logit_scale`` 0) the same weights measure the arithmetic itself.
+    """
+    sd = weights(variant)
+    x = crop(*crop_args)
+    raw = _half_run(sd, x, dtype, oracle)
+    assert torch.isfinite(raw["y"]).all()
+    assert raw["y"].shape == (1, 3, x.shape[2] * int(variant[-1]), x.shape[3] * int(variant[-1]))
+    tempered = {k: torch.zeros_like(v) if k.endswith("logit_scale") else v for k, v in sd.items()}
+    res = _half_run(tempered, x, dtype, oracle)
+    print(
+        f"{variant} {dtype}: oracle weights PSNR {raw['psnr']:.1f} dB (pinned {raw['pinned']:.1f}), "
+        f"category flips first layer {raw['first_layer_flips']:.2%}, mean {raw['mean_flips']:.2%}; "
+        f"temperature 1: PSNR {res['psnr']:.1f} dB, pinned {res['pinned']:.1f} dB"
+    )
+    assert torch.isfinite(res["y"]).all()
+    assert res["pinned"] >= 30.0
