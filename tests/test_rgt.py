@@ -4,6 +4,7 @@ References: the oracle's golden outputs of the official code (RGT_x2, RGT_S_x4) 
 which reproduces the official output exactly, for every other config and input. CPU time is kept
 low: few full-size forwards, small inputs, half precision on small crops.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,6 @@ import torch
 from safetensors.torch import save_file
 from spandrel import MAIN_REGISTRY
 from spandrel.architectures.RGT import RGT as ReferenceRGT
-
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.common.state import DERIVED_BUFFER_PATTERN
 from srt.arch.rgt import RGT, InputSizeError, RGTArch
@@ -41,7 +41,7 @@ def state_dict(oracle):
 def ours(state_dict):
     """Our eval-mode fp32 model for an official variant, loaded through the registry."""
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def build(variant: str) -> RGT:
         return load_state_dict(dict(state_dict(variant))).model.eval()
 
@@ -271,7 +271,9 @@ def test_half_precision_official_small_crop(oracle, ours, crop, dtype):
 
 
 def test_bf16_official_40x56(oracle, ours, crop):
-    assert half_psnr(oracle, ours("RGT_S_x2"), crop("coffee", 100, 200, 40, 56), torch.bfloat16) >= MIN_HALF_PSNR
+    assert (
+        half_psnr(oracle, ours("RGT_S_x2"), crop("coffee", 100, 200, 40, 56), torch.bfloat16) >= MIN_HALF_PSNR
+    )
 
 
 def test_fp16_reduced_depth_40x56(oracle, state_dict, crop):

@@ -295,7 +295,9 @@ class CategoryAttention(nn.Module):
         else:
             out = F.scaled_dot_product_attention(q * self.temperature(), k, v, scale=1.0).transpose(1, 2)
         # back to image order (a gather: no arithmetic)
-        inverse = torch.empty_like(order).scatter_(1, order, torch.arange(n, device=order.device).expand(b, n))
+        inverse = torch.empty_like(order).scatter_(
+            1, order, torch.arange(n, device=order.device).expand(b, n)
+        )
         rows = (inverse + groups * size * torch.arange(b, device=order.device)[:, None]).flatten()
         out = out.reshape(b * groups * size, c3 // 3).index_select(0, rows)
         return self.proj(out.view(b, n, -1))

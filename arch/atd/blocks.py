@@ -126,7 +126,9 @@ class ATDLayer(nn.Module):
     def refine_dictionary(self, td: Tensor, x: Tensor, sim: Tensor) -> Tensor:
         """Blend each dictionary entry with the tokens it attracted (adaptive refinement)."""
         norm = self.norm3  # in float32 like ``sim`` (a no-op cast for float32 models)
-        weights = F.instance_norm(sim.transpose(-1, -2), weight=norm.weight.float(), bias=norm.bias.float(), eps=norm.eps)
+        weights = F.instance_norm(
+            sim.transpose(-1, -2), weight=norm.weight.float(), bias=norm.bias.float(), eps=norm.eps
+        )
         weights = weights.softmax(dim=-1).to(x.dtype)  # (B, m, n)
         keep = torch.sigmoid(self.sigma)
         return keep * td + (1 - keep) * torch.einsum("btn,bnc->btc", weights, x)

@@ -4,6 +4,13 @@ Inference-only re-implementation with the official state-dict layout. Saved deri
 (``relative_position_index_SA``) are accepted and ignored; masks and position biases are built
 once per (input size, device, dtype) on the device. neosr's ``no_norm`` buffer (skip the RGB-mean
 normalisation) is kept so such checkpoints load strictly and run as trained.
+
+Reproducibility: ATD assigns every token to the dictionary entry it is most similar to and
+attends within groups of sorted tokens. On the CPU in float32 we reproduce the official output
+(same arithmetic, same unstable sort). On other devices ties are grouped in token order (a
+stable sort), so results are deterministic per device but differ from the CPU's by up to ~0.4
+max abs, as the official code's do; bf16/fp16 also move a few near-tied tokens to another
+category (see tests/test_atd.py for measured rates).
 """
 
 from __future__ import annotations
@@ -70,9 +77,10 @@ class ATD(nn.Module):
         norm: subtract the RGB mean (False for neosr's ``no_norm`` checkpoints).
 
     Attributes:
-        exact_fp32: in float32, use the official arithmetic (explicit softmax attention)
-            instead of SDPA, so the token categories, which flip on 1-ulp differences, match the
-            official code on the same device. False trades that for SDPA speed.
+        exact_fp32: in float32, use the official arithmetic (explicit softmax attention, run
+            in cache-sized chunks on the CPU) instead of SDPA, so the token categories, which
+            flip on 1-ulp differences, match the official code on the same device. Half
+            precision always uses SDPA.
     """
 
     def __init__(

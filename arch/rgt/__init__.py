@@ -3,6 +3,7 @@
 Official release configs: RGT (8 groups x 6 blocks) and RGT-S (6 x 6), embed 180, 6 heads,
 MLP ratio 2, split_size [8, 32], c_ratio 0.5, x2/x3/x4.
 """
+
 from __future__ import annotations
 
 from spandrel import ImageModelDescriptor, SizeRequirements
@@ -16,7 +17,7 @@ _VARIANTS = {8: "RGT", 6: "RGT-S"}
 
 
 def variant_name(config: dict) -> str:
-    """"RGT" / "RGT-S" for the official release configs, "RGT (custom)" for anything else."""
+    """Variant label: ``RGT`` / ``RGT-S`` for the official release configs, else ``RGT (custom)``."""
     depth, heads = config["depth"], config["num_heads"]
     official = (
         all(config[k] == v for k, v in _OFFICIAL.items())

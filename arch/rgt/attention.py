@@ -5,6 +5,7 @@ Tokens are channels-last grids ``(B, H, W, C)`` throughout; convolutions see the
 ``scaled_dot_product_attention``; the dynamic position bias is the ``attn_mask`` and is built
 once per (window shape, device, dtype) per module, then served from the model's cache.
 """
+
 from __future__ import annotations
 
 import torch
@@ -88,7 +89,9 @@ class RectWindowAttention(nn.Module):
         table = self.pos(offsets)
         # a piece of a window sees the same offsets as the window's top-left corner of that shape
         rows, cols = shape
-        tokens = (torch.arange(rows, device=device)[:, None] * ww + torch.arange(cols, device=device)).flatten()
+        tokens = (
+            torch.arange(rows, device=device)[:, None] * ww + torch.arange(cols, device=device)
+        ).flatten()
         index = relative_position_index(wh, ww, device)[tokens][:, tokens]
         # 4-D (1, heads, n, n): the form SDPA's fused CPU kernel accepts (a 3-D mask falls back to math)
         return table[index].permute(2, 0, 1).unsqueeze(0).to(dtype).contiguous()
@@ -200,7 +203,7 @@ class RGSA(nn.Module):
 
     def forward(self, x: Tensor, cache: GeometryCache | None = None) -> Tensor:
         """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``cache`` is unused (nothing size-dependent to keep)."""
-        b, h, w, c = x.shape
+        h, w = x.shape[1:3]
         # summarise the image: reduce by 4 per step, at least twice
         summary = x.permute(0, 3, 1, 2)
         for _ in range(recursion_steps(h, w)):

@@ -1,4 +1,5 @@
 """RGT blocks: the gated MLP, the transformer block with HAI, and the residual group."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ have the same size; the saved training-size shift mask tells, when it is in the 
 head count when ``num_heads`` is odd (each branch holds ``num_heads // 2``), and ``img_range``.
 Metadata settles them; otherwise the choice is recorded in ``inferred``.
 """
+
 from __future__ import annotations
 
 import math
@@ -53,7 +54,9 @@ def read_config(sd: StateDict, meta: Mapping | None = None) -> tuple[dict, dict[
     if "img_range" not in meta:
         inferred["img_range"] = "1.0 assumed (not stored in weights)"
     if meta.get("qk_scale") is not None:
-        raise ConfigError(f"RGT metadata sets qk_scale={meta['qk_scale']!r}; only the default scale is supported.")
+        raise ConfigError(
+            f"RGT metadata sets qk_scale={meta['qk_scale']!r}; only the default scale is supported."
+        )
     return config, inferred
 
 
@@ -62,7 +65,9 @@ def _resi_connection(sd: StateDict) -> str:
         return "1conv"
     if "conv_after_body.0.weight" in sd:
         return "3conv"
-    raise ConfigError("RGT weights have neither conv_after_body.weight (1conv) nor conv_after_body.0.weight (3conv).")
+    raise ConfigError(
+        "RGT weights have neither conv_after_body.weight (1conv) nor conv_after_body.0.weight (3conv)."
+    )
 
 
 def _c_ratio(sd: StateDict, depth: list[int], dim: int, meta: Mapping, inferred: dict) -> float:
@@ -86,7 +91,9 @@ def _ratio(channels: int, dim: int) -> float:
     return r
 
 
-def _num_heads(sd: StateDict, groups: int, dim: int, c_ratio: float, meta: Mapping, inferred: dict) -> list[int]:
+def _num_heads(
+    sd: StateDict, groups: int, dim: int, c_ratio: float, meta: Mapping, inferred: dict
+) -> list[int]:
     """Heads per group: each L-SA branch has ``heads // 2``, so an odd count is a guess."""
     heads = []
     wanted = list(meta.get("num_heads") or [])
@@ -133,7 +140,9 @@ def _window_sides(tokens: int, offsets: int) -> tuple[int, int]:
     root = math.isqrt(max(0, total * total - 4 * tokens))
     a, b = (total - root) // 2, (total + root) // 2
     if a * b != tokens or (2 * a - 1) * (2 * b - 1) != offsets:
-        raise ConfigError(f"RGT window tables ({tokens} tokens, {offsets} offsets) match no rectangle window.")
+        raise ConfigError(
+            f"RGT window tables ({tokens} tokens, {offsets} offsets) match no rectangle window."
+        )
     return a, b
 
 
@@ -148,7 +157,9 @@ def _order_from_mask(sd: StateDict, small: int, large: int) -> list[int] | None:
     if side * side != n_win * tokens or side % large:
         return None
     for wh, ww in ((small, large), (large, small)):
-        expected = shift_window_mask(side, side, (wh, ww), (wh // 2, ww // 2), torch.device("cpu"), torch.float32)
+        expected = shift_window_mask(
+            side, side, (wh, ww), (wh // 2, ww // 2), torch.device("cpu"), torch.float32
+        )
         if expected.shape == mask.shape and torch.equal(expected != 0, mask != 0):
             return [wh, ww]
     return None

@@ -1,4 +1,5 @@
 """The RGT network: shallow conv, residual groups of L-SA/RG-SA blocks, pixel-shuffle upsampling."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence

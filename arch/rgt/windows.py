@@ -7,6 +7,7 @@ same result comes from attending inside the *pieces* of those border windows: a 
 grid on the unrolled image whose first and last rows/columns of windows are partial. Pieces of
 equal shape are batched into one attention call. No roll, no mask tensor, fewer logits.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
