@@ -25,3 +25,7 @@ class UnsupportedArchitectureError(ModelLoadError, UnsupportedModelError):
 
 class ConfigError(ModelLoadError):
     """The weights are recognised but a hyperparameter cannot be worked out from them."""
+
+
+class InputSizeError(ValueError):
+    """The input image is smaller than the model can process (tiling pads it for you)."""

@@ -97,7 +97,7 @@ def test_official_configs_load_strictly(oracle, state_dict, variant):
     assert {k: tuple(v.shape) for k, v in desc.model.state_dict().items()} == learned
 
 
-@pytest.mark.parametrize("variant", ["RGT_x3", "RGT_S_x2"])
+@pytest.mark.parametrize("variant", OFFICIAL)
 def test_checkpoint_files(state_dict, tmp_path, variant):
     """BasicSR ``{'params': sd}`` .pth, bare .safetensors and ``module.``-prefixed dicts load strictly."""
     sd = dict(state_dict(variant))

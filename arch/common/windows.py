@@ -79,6 +79,8 @@ def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, sca
     """
     if bias is not None:
         bias = bias.to(q.dtype)
+        if bias.dim() == 3:  # (heads, N, N): a 3-D mask sends CPU SDPA down its slow unfused path
+            bias = bias.unsqueeze(0)
         n_win = bias.shape[0]
         if bias.dim() == 4 and n_win > 1 and q.shape[0] != n_win:
             b = q.shape[0] // n_win

@@ -204,7 +204,7 @@ class RGSA(nn.Module):
     def forward(self, x: Tensor, cache: GeometryCache | None = None) -> Tensor:
         """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``cache`` is unused (nothing size-dependent to keep)."""
         h, w = x.shape[1:3]
-        # summarise the image: reduce by 4 per step, at least twice
+        # summarise the image: reduce by 4 per step, at least twice (the reference's test-time rule)
         summary = x.permute(0, 3, 1, 2)
         for _ in range(recursion_steps(h, w)):
             summary = self.reduction1(summary)

@@ -11,15 +11,12 @@ from torch import Tensor, nn
 from ..common.cache import attach_geometry_cache, use_cache
 from ..common.state import ignore_derived_buffers
 from ..common.upsample import PixelShuffleUpsample
+from ..errors import InputSizeError
 from .blocks import ResidualGroup, residual_conv
 
 # RG-SA pools the image twice by 4: smaller inputs leave it nothing to attend to.
 MIN_INPUT_SIZE = 16
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the reference subtracts from RGB inputs
-
-
-class InputSizeError(ValueError):
-    """The input image is smaller than the model can process."""
 
 
 class RGT(nn.Module):
@@ -84,7 +81,7 @@ class RGT(nn.Module):
         self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
 
         ignore_derived_buffers(self)
-        # position biases: per L-SA branch and window piece shape (at most 4), per device/dtype
+        # position biases: 2 branches x up to 4 window-piece shapes per L-SA block, for two (device, dtype)
         lsa_blocks = sum((d + 1) // 2 for d in depth)
         self.geometry = attach_geometry_cache(self, max_entries=2 * 2 * 4 * lsa_blocks + 8)
 

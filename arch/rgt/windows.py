@@ -2,10 +2,11 @@
 
 The official L-SA rolls the (padded) token grid by half a window, attends inside windows and
 masks token pairs that the roll brought together from opposite borders with a -100 logit. A
-masked pair gets weight ``exp(-100)`` (below 4e-44, i.e. nothing in any float format), so the
-same result comes from attending inside the *pieces* of those border windows: a shifted window
-grid on the unrolled image whose first and last rows/columns of windows are partial. Pieces of
-equal shape are batched into one attention call. No roll, no mask tensor, fewer logits.
+masked pair gets ``exp(-100)`` ~ 4e-44 times the weight of an unmasked one (zero in fp16/bf16,
+far below fp32 resolution), so the same result comes from attending inside the *pieces* of
+those border windows: a shifted window grid on the unrolled image whose first and last
+rows/columns of windows are partial. Pieces of equal shape are batched into one attention
+call. No roll, no mask tensor, fewer logits.
 """
 
 from __future__ import annotations
