@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..common.linear import Linear, linear
 from ..common.windows import window_partition, window_reverse, windowed_attention
 
 # Growth features go through this LeakyReLU slope before they join the dense concatenation.
@@ -58,16 +59,15 @@ def norm_to(norm: nn.LayerNorm, x: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 class Mlp(nn.Module):
-    """Two linear layers with GELU between them (keys ``fc1``, ``fc2``)."""
+    """Two linear layers with (exact) GELU between them (keys ``fc1``, ``fc2``)."""
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
+        self.fc1 = Linear(dim, hidden)
+        self.fc2 = Linear(hidden, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
 
 
 class WindowAttention(nn.Module):
@@ -88,8 +88,8 @@ class WindowAttention(nn.Module):
         self.window = window
         self.scale = (dim // heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
-        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.proj = Linear(dim, dim)
 
     def position_bias(self, index: Tensor) -> Tensor:
         """Per-head bias ``(heads, N, N)`` looked up with a relative-position ``index`` ``(N, N)``."""
@@ -170,7 +170,7 @@ class PointwiseConv(nn.Conv2d):
         super().__init__(in_ch, out_ch, 1)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (B, H, W, C_in)
-        return F.linear(x, self.weight.flatten(1).to(x.dtype), self.bias.to(x.dtype))
+        return linear(x, self.weight.flatten(1).to(x.dtype), self.bias.to(x.dtype))
 
 
 class RDG(nn.Module):
