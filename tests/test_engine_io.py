@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from engine_models import per_pixel, untiled
+
 from srt.engine.channels import LUMA, ChannelError, resize_planes
 from srt.engine.runner import Host, Settings, upscale
 

@@ -8,10 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 from engine_models import PerPixel, per_pixel, untiled, wrap
+from torch.profiler import ProfilerActivity, profile
+
 from srt.engine.memory import AUTO_TILE_MAX, AUTO_TILE_MIN, auto_tile_size, is_oom, looks_like_oom, tile_bytes
 from srt.engine.runner import Host, Settings, upscale
 from srt.engine.tiling import SizeRule, count_tiles
-from torch.profiler import ProfilerActivity, profile
 
 OOM = torch.cuda.OutOfMemoryError
 GiB = 2**30

@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
+
 from srt.arch import load_model, load_state_dict, read_checkpoint
 from srt.arch.errors import CheckpointReadError, UnsafeCheckpointError, UnsupportedArchitectureError
 

@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
 from srt.engine.metrics import (
     MetricInputError,
     crop_border,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from engine_models import PerPixel, per_pixel, untiled, wrap
+
 from srt.engine.precision import PlacedModel, choose_precision
 from srt.engine.runner import Host, NonFiniteOutputError, Settings, upscale
 

@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import save_file
 from spandrel import MAIN_REGISTRY
 from spandrel.architectures.RGT import RGT as ReferenceRGT
+
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.common.state import DERIVED_BUFFER_PATTERN
 from srt.arch.rgt import RGT, InputSizeError, RGTArch

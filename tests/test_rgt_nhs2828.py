@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import torch
 from spandrel import ModelLoader
+
 from srt.arch import REGISTRY, load_state_dict
 from srt.arch.errors import ConfigError
 from srt.arch.rgt import RGTArch

@@ -8,6 +8,7 @@ import itertools
 import pytest
 import torch
 from engine_models import compact, per_pixel, untiled
+
 from srt.engine.runner import Host, Settings, upscale
 from srt.engine.tiling import (
     SizeRule,
