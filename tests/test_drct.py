@@ -7,9 +7,12 @@ few full-size forwards, small inputs, half precision on small crops (CPU fp16 ma
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
+import importlib
 import json
+from unittest import mock
 
 import pytest
 import spandrel
@@ -17,6 +20,7 @@ import torch
 from safetensors.torch import save_file
 from spandrel import MAIN_REGISTRY
 from spandrel.architectures.DRCT import DRCT as ReferenceDRCT
+
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.drct import DRCT, DRCTArch, DRCTConfig, read_config
 from srt.arch.drct.blocks import shifted_regions
@@ -65,6 +69,19 @@ def with_recipe_weights(model: torch.nn.Module, oracle) -> dict:
     return {k: oracle.recipe_tensor(k, v.shape) if k in params else v for k, v in sd.items()}
 
 
+@contextlib.contextmanager
+def skipped_random_init():
+    """Build reference models without their random initialisation (the recipe overwrites it)."""
+    spandrel_arch = importlib.import_module("spandrel.architectures.DRCT.__arch.drct_arch")
+    keep = lambda tensor, *args, **kwargs: tensor  # noqa: E731
+    with (
+        mock.patch.object(spandrel_arch, "trunc_normal_", keep),
+        mock.patch.object(torch.nn.init, "kaiming_uniform_", keep),
+        mock.patch.object(torch.nn.init, "uniform_", keep),
+    ):
+        yield
+
+
 def run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         return model(x)
@@ -109,19 +126,25 @@ def test_checkpoint_files(oracle, state_dict, tmp_path):
 @pytest.mark.slow
 def test_xl_matches_spandrel(oracle, crop):
     """DRCT-XL has no oracle manifest: build it as spandrel does (traiNNer-redux's drct_xl config)."""
-    ref = ReferenceDRCT(
-        img_size=64,
-        embed_dim=180,
-        depths=(6,) * 14,
-        num_heads=(6,) * 14,
-        window_size=16,
-        mlp_ratio=2.0,
-        upscale=4,
-        upsampler="pixelshuffle",
-        resi_connection="1conv",
-    )
+    with skipped_random_init():
+        ref = ReferenceDRCT(
+            img_size=64,
+            embed_dim=180,
+            depths=(6,) * 14,
+            num_heads=(6,) * 14,
+            window_size=16,
+            mlp_ratio=2.0,
+            upscale=4,
+            upsampler="pixelshuffle",
+            resi_connection="1conv",
+        )
+        ours_xl = DRCT(DRCTConfig(num_heads=(6,) * 14, scale=4))
     sd = with_recipe_weights(ref, oracle)
     ref.load_state_dict(sd)
+    # our XL config has exactly the learned keys and shapes of the reference
+    assert {k: v.shape for k, v in ours_xl.state_dict().items()} == {
+        k: sd[k].shape for k, _ in ref.named_parameters()
+    }
     desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
     assert desc.srt_info.variant == "DRCT-XL" and desc.model.config.depth == 14
     x = crop("rocket", 100, 200, 32, 32)

@@ -73,6 +73,9 @@ class Mlp(nn.Module):
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside windows with a learned relative-position bias.
 
+    Holds the parameters (``qkv``, ``proj``, the bias table); :class:`SwinLayer` applies the
+    per-token projections where they are cheapest and :meth:`attend` inside the windows.
+
     Args:
         dim: channels of the tokens.
         heads: attention heads (``dim`` must be divisible by it).
@@ -96,16 +99,17 @@ class WindowAttention(nn.Module):
         n = index.shape[0]
         return self.relative_position_bias_table[index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1)
 
-    def forward(self, windows: Tensor, bias: Tensor) -> Tensor:
-        """Attend within each window.
+    def attend(self, qkv: Tensor, bias: Tensor) -> Tensor:
+        """Attention inside each window, between the qkv and output projections.
 
         Args:
-            windows: ``(B * nW, N, C)`` tokens.
+            qkv: ``(B * nW, N, 3C)`` projected tokens of each window.
             bias: additive logits broadcastable to ``(B * nW, heads, N, N)``.
+        Returns:
+            ``(B * nW, N, C)``, before ``proj``.
         """
-        qkv = rearrange(self.qkv(windows), "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        out = windowed_attention(qkv[0], qkv[1], qkv[2], bias, self.scale)
-        return self.proj(rearrange(out, "b h n d -> b n (h d)"))
+        q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
+        return rearrange(windowed_attention(q, k, v, bias, self.scale), "b h n d -> b n (h d)")
 
 
 class SwinLayer(nn.Module):
@@ -144,20 +148,22 @@ class SwinLayer(nn.Module):
 
     def _attend(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
         ws, s = self.window, self.shift
+        _, h, w, _ = x.shape
         if not s:
             # plain windows: one bias for all of them
-            _, h, w, _ = x.shape
-            out = self.attn(window_partition(x, ws, ws), pos_bias.unsqueeze(0))
-            return window_reverse(out, ws, ws, h, w)
-        # shift the grid, attend region by region (each region has one mask kind), shift back
-        x = torch.roll(x, shifts=(-s, -s), dims=(1, 2))
-        out = torch.empty_like(x)
-        for rows, cols, kind in shifted_regions(x.shape[1], x.shape[2], ws):
-            part = x[:, rows, cols]
+            qkv = self.attn.qkv(window_partition(x, ws, ws))
+            out = self.attn.attend(qkv, pos_bias.unsqueeze(0))
+            return self.attn.proj(window_reverse(out, ws, ws, h, w))
+        # shift the grid; project it whole, attend region by region (each region has one mask
+        # kind), then shift back and project the output whole (projections are per token)
+        qkv = self.attn.qkv(torch.roll(x, shifts=(-s, -s), dims=(1, 2)))
+        out = qkv.new_empty(*x.shape[:3], qkv.shape[-1] // 3)
+        for rows, cols, kind in shifted_regions(h, w, ws):
+            part = qkv[:, rows, cols]
             bias = (pos_bias + shift_masks[kind]).unsqueeze(0)
-            attended = self.attn(window_partition(part, ws, ws), bias)
+            attended = self.attn.attend(window_partition(part, ws, ws), bias)
             out[:, rows, cols] = window_reverse(attended, ws, ws, part.shape[1], part.shape[2])
-        return torch.roll(out, shifts=(s, s), dims=(1, 2))
+        return self.attn.proj(torch.roll(out, shifts=(s, s), dims=(1, 2)))
 
 
 class PointwiseConv(nn.Conv2d):
