@@ -19,6 +19,7 @@ import pytest
 import spandrel
 import torch
 from spandrel import MAIN_REGISTRY
+
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.atd import ATD, ATDArch
 from srt.arch.atd import attention as atd_attention

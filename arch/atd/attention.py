@@ -165,7 +165,7 @@ def _shifted_sdpa(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, geo: WindowGeom
             og[sel] = res.view(og[sel].shape)
 
     every = slice(None)
-    attend((every, slice(None, -1), slice(None, -1)), bias)
+    attend((every, slice(None, -1), slice(None, -1)), bias[None])  # 4-D: CPU SDPA's fused path
     attend((every, -1), (bias + geo.row_masks).repeat(batch, 1, 1, 1))
     attend((every, slice(None, -1), -1), (bias + geo.col_masks).repeat(batch, 1, 1, 1))
     return out.transpose(1, 2)
