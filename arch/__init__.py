@@ -5,6 +5,7 @@
 ``ImageModelDescriptor`` that wraps our module. spandrel's ``MAIN_REGISTRY`` is never touched;
 :func:`load_model` falls back to it for every other architecture.
 """
+
 from __future__ import annotations
 
 from spandrel import ArchRegistry, ArchSupport

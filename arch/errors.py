@@ -2,6 +2,7 @@
 
 Every message names the file (or input) and says what to do next.
 """
+
 from __future__ import annotations
 
 from spandrel import UnsupportedModelError

@@ -4,11 +4,12 @@
     python -m benchmarks.bench_models --variants DRCT_x4 ATD_x4 --size 128 --repeats 3
     python -m benchmarks.bench_models --device cuda --dtype bf16 --size 512
 
-Weights come from ``../shared/oracle`` (deterministic recipe of the official configs). Prints a
-table (forward seconds, speed-up, max abs difference, peak CUDA memory) and writes a CSV under
+Weights come from ``../shared/oracle`` (deterministic recipe of the official configs). Ours and
+spandrel run alternately, best of ``--repeats``. Prints a table (forward seconds, speed-up, max abs difference, peak CUDA memory) and writes a CSV under
 ``benchmarks/results/``. spandrel crashes in bf16/fp16 for some families; that shows as "error".
 Run from the repository root.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,6 +51,15 @@ def _photo(size: int) -> torch.Tensor:
     return torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
+def _peak_mib(device: torch.device) -> float:
+    """Peak CUDA memory since the last call (0 on CPU), then reset the counter."""
+    if device.type != "cuda":
+        return 0.0
+    peak = torch.cuda.max_memory_allocated() / 2**20
+    torch.cuda.reset_peak_memory_stats()
+    return peak
+
+
 def main(argv: list[str] | None = None) -> None:
     from spandrel import MAIN_REGISTRY
 
@@ -77,28 +87,33 @@ def main(argv: list[str] | None = None) -> None:
         ref = MAIN_REGISTRY.load(dict(sd)).model.eval().to(device, dtype)
         row = {"variant": variant, "size": args.size, "dtype": args.dtype, "device": args.device}
         with torch.inference_mode():
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            t_ours = time_call(lambda m=ours: m(x), args.repeats)
-            mem_ours = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
-            y_ours = ours(x).float()
+            y_ours = ours(x).float()  # also the warm-up
             try:
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                t_ref = time_call(lambda m=ref: m(x), args.repeats)
-                mem_ref = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
                 y_ref = ref(x).float()
                 diff = f"{(y_ours - y_ref).abs().max().item():.2e}"
-                ref_s, speedup = f"{t_ref:.3f}", f"{t_ref / t_ours:.2f}x"
             except Exception as e:  # spandrel's half-precision crashes are part of the table
-                ref_s, speedup, diff, mem_ref = f"error: {type(e).__name__}", "-", "-", None
+                ref, diff = None, f"spandrel error: {type(e).__name__}"
+            # Alternate ours/spandrel and keep the best of N, so a load spike cannot land on one side.
+            _peak_mib(device)  # forget the warm-up peaks
+            t_ours, t_ref, mem_ours, mem_ref = [], [], 0.0, 0.0
+            for _ in range(args.repeats):
+                t_ours.append(time_call(lambda m=ours: m(x), 1, warmup=0))
+                mem_ours = max(mem_ours, _peak_mib(device))
+                if ref is not None:
+                    t_ref.append(time_call(lambda m=ref: m(x), 1, warmup=0))
+                    mem_ref = max(mem_ref, _peak_mib(device))
+        t_ours = min(t_ours)
+        ref_s = f"{min(t_ref):.3f}" if t_ref else "error"
+        speedup = f"{min(t_ref) / t_ours:.2f}x" if t_ref else "-"
         row.update(ours_s=f"{t_ours:.3f}", spandrel_s=ref_s, speedup=speedup, max_abs_diff=diff)
         if device.type == "cuda":
-            row.update(ours_peak_MiB=f"{mem_ours:.0f}", spandrel_peak_MiB=f"{mem_ref:.0f}" if mem_ref else "-")
+            row.update(ours_peak_MiB=f"{mem_ours:.0f}", spandrel_peak_MiB=f"{mem_ref:.0f}" if t_ref else "-")
         rows.append(row)
         print(row, flush=True)
     print()
-    csv_path = args.csv or os.path.join(REPO, "benchmarks", "results", f"models_{args.device}_{args.dtype}_{args.size}.csv")
+    csv_path = args.csv or os.path.join(
+        REPO, "benchmarks", "results", f"models_{args.device}_{args.dtype}_{args.size}.csv"
+    )
     print_table(rows, csv_path)
 
 

@@ -1,4 +1,5 @@
 """Shared benchmark helpers: timing (median of repeats) and a printed table + CSV."""
+
 from __future__ import annotations
 
 import csv

@@ -4,6 +4,7 @@ We rebuild such a file the way its ``train.py`` writes it (classes named ``__mai
 ``model.RGT``), remove those classes from the interpreter, and load it through the public loader:
 the restricted unpickler must extract the weights without importing ``model`` or running code.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ Each family subclasses :class:`SRArchitecture`, lists the keys that identify it,
 metadata when given). ``spandrel.ModelLoader(registry=REGISTRY)`` calls :meth:`load`, our loader
 calls :meth:`load_with_config`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

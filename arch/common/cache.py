@@ -4,6 +4,7 @@ Geometry tensors depend only on the input size, device and compute dtype (and, f
 position biases, on the weights). They are built once per key on the device and reused by every
 block and every tile of the same shape.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

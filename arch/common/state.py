@@ -1,4 +1,5 @@
 """State-dict helpers: saved non-learned buffers, sequence lengths, training metadata."""
+
 from __future__ import annotations
 
 import json

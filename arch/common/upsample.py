@@ -1,4 +1,5 @@
 """Sub-pixel upsamplers with the BasicSR/SwinIR key layout (``upsample.0``, ``upsample.2`` ...)."""
+
 from __future__ import annotations
 
 import math

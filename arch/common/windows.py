@@ -2,6 +2,7 @@
 
 Shapes use channels-last token grids ``(B, H, W, C)`` as Swin-style code does.
 """
+
 from __future__ import annotations
 
 import torch
@@ -56,9 +57,7 @@ def shift_window_mask(
 
 def relative_position_index(wh: int, ww: int, device: torch.device | None = None) -> Tensor:
     """Swin relative-position index ``(N, N)`` into a ``(2wh-1)(2ww-1)`` table, raster order."""
-    ys, xs = torch.meshgrid(
-        torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij"
-    )
+    ys, xs = torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
     ys, xs = ys.flatten(), xs.flatten()
     dy = ys[:, None] - ys[None, :] + (wh - 1)
     dx = xs[:, None] - xs[None, :] + (ww - 1)

@@ -139,7 +139,8 @@ class DRCT(nn.Module):
 
     def _build_position_biases(self, device: torch.device, dtype: torch.dtype) -> list[list[Tensor]]:
         index = relative_position_index(self.window_size, self.window_size, device)
-        return [[swin.attn.position_bias(index).to(dtype) for swin in rdg.swins] for rdg in self.layers]
+        biases = [[swin.attn.position_bias(index) for swin in rdg.swins] for rdg in self.layers]
+        return [[b.to(dtype).contiguous() for b in rdg] for rdg in biases]
 
     def _build_shift_masks(self, device: torch.device, dtype: torch.dtype) -> Tensor:
         ws = self.window_size
