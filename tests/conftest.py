@@ -9,6 +9,7 @@ The root ``__init__.py`` (the ComfyUI entry point) is not executed.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import sys
@@ -62,3 +63,21 @@ def photo_crop(name: str, top: int, left: int, h: int, w: int) -> torch.Tensor:
 @pytest.fixture(scope="session")
 def crop():
     return photo_crop
+
+
+@pytest.fixture(scope="module")
+def state_dict(oracle):
+    """Oracle weights of an official variant, built once per test module."""
+    return functools.lru_cache(maxsize=None)(oracle.make_state_dict)
+
+
+@pytest.fixture(scope="module")
+def ours(state_dict):
+    """Our eval-mode fp32 model for an official variant, loaded through our registry (per module)."""
+    from srt.arch import load_state_dict
+
+    @functools.cache
+    def build(variant: str) -> torch.nn.Module:
+        return load_state_dict(dict(state_dict(variant))).model.eval()
+
+    return build

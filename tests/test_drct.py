@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import functools
 import importlib
 import json
 from unittest import mock
@@ -32,23 +31,6 @@ MIN_HALF_PSNR = 35.0
 
 
 # ---- helpers --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def state_dict(oracle):
-    """Oracle weights of an official variant (built once per module)."""
-    return functools.lru_cache(maxsize=None)(oracle.make_state_dict)
-
-
-@pytest.fixture(scope="module")
-def ours(state_dict):
-    """Our eval-mode fp32 model for an official variant, loaded through the registry."""
-
-    @functools.cache
-    def build(variant: str) -> DRCT:
-        return load_state_dict(dict(state_dict(variant))).model.eval()
-
-    return build
 
 
 def reference(sd: dict) -> torch.nn.Module:

@@ -8,7 +8,6 @@ low: few full-size forwards, small inputs, half precision on small crops.
 from __future__ import annotations
 
 import copy
-import functools
 import json
 
 import pytest
@@ -30,23 +29,6 @@ MIN_HALF_PSNR = 35.0
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def state_dict(oracle):
-    """Oracle weights of an official variant (built once per module)."""
-    return functools.lru_cache(maxsize=None)(oracle.make_state_dict)
-
-
-@pytest.fixture(scope="module")
-def ours(state_dict):
-    """Our eval-mode fp32 model for an official variant, loaded through the registry."""
-
-    @functools.cache
-    def build(variant: str) -> RGT:
-        return load_state_dict(dict(state_dict(variant))).model.eval()
-
-    return build
 
 
 def reference(sd: dict) -> torch.nn.Module:
