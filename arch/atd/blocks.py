@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.residual import residual_conv
 from .attention import CategoryAttention, TokenDictionaryAttention, WindowAttention, WindowGeometry
 
 
@@ -166,21 +167,6 @@ class TokenDictionaryLayers(nn.Module):
         for layer, bias in zip(self.layers, biases, strict=True):
             x, td = layer(x, td, bias, inp)
         return x
-
-
-def residual_conv(dim: int, kind: str) -> nn.Module:
-    """Conv closing a residual group: ``1conv`` or the cheaper ``3conv`` bottleneck."""
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, 1, 1)
-    if kind == "3conv":
-        return nn.Sequential(
-            nn.Conv2d(dim, dim // 4, 3, 1, 1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(dim // 4, dim, 3, 1, 1),
-        )
-    raise ValueError(f"resi_connection must be '1conv' or '3conv', not {kind!r}")
 
 
 class ResidualGroup(nn.Module):

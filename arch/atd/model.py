@@ -22,11 +22,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.cache import attach_geometry_cache, cache_key, use_cache
+from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.upsample import PixelShuffleDirect, PixelShuffleUpsample
 from ..common.windows import relative_position_index
 from .attention import build_window_geometry
-from .blocks import LayerInputs, ResidualGroup, image_to_tokens, residual_conv, tokens_to_image
+from .blocks import LayerInputs, ResidualGroup, image_to_tokens, tokens_to_image
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.cache import GeometryCache
+from ..common.residual import residual_conv
 from .attention import LSA, RGSA, image_conv
 
 
@@ -113,18 +114,3 @@ class ResidualGroup(nn.Module):
         for block in self.blocks:
             y = block(y, cache)
         return x + image_conv(self.conv, y)
-
-
-def residual_conv(dim: int, kind: str) -> nn.Module:
-    """The conv closing a residual group or the body: one 3x3, or a 3-conv bottleneck."""
-    if kind == "1conv":
-        return nn.Conv2d(dim, dim, 3, 1, 1)
-    if kind == "3conv":
-        return nn.Sequential(
-            nn.Conv2d(dim, dim // 4, 3, 1, 1),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(dim // 4, dim // 4, 1, 1, 0),
-            nn.LeakyReLU(0.2),
-            nn.Conv2d(dim // 4, dim, 3, 1, 1),
-        )
-    raise ValueError(f"resi_connection must be '1conv' or '3conv', not {kind!r}")

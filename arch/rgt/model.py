@@ -9,10 +9,11 @@ from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from ..common.cache import attach_geometry_cache, use_cache
+from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.upsample import PixelShuffleUpsample
 from ..errors import InputSizeError
-from .blocks import ResidualGroup, residual_conv
+from .blocks import ResidualGroup
 
 # RG-SA pools the image twice by 4: smaller inputs leave it nothing to attend to.
 MIN_INPUT_SIZE = 16
