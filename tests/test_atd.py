@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 
+import atd_weights
 import pytest
 import spandrel
 import torch
@@ -250,11 +251,22 @@ def test_absolute_position_embedding_is_refused(weights):
 
 
 # ----------------------------------------------------------------------------- half precision
+#
+# What "PSNR vs fp32" can mean depends on the weights. The oracle recipe draws every linear from
+# N(0, 1/fan_in) (3.5-7x the official init's std) and leaves AC-MSA's temperature at 10: its logits have a
+# std of ~60, a hard argmax over partners inside groups that are themselves decided by an argmax.
+# That model is chaotic even in float32 (``test_oracle_weights_are_ill_conditioned``), so no
+# arithmetic other than the exact float32 one can land within 30 dB of it. Weights a training run
+# produces (the official init it starts from, and a checkpoint trained on photos) are well
+# conditioned, and there bf16/fp16 are held to >= 30 dB with the category flips counted.
 
-HALF_CASES = [("ATD_light_x2", ("astronaut", 100, 150, 32, 32)), ("ATD_x4", ("coffee", 150, 250, 16, 16))]
+
+def official_init(variant: str, weights) -> dict[str, torch.Tensor]:
+    """``variant`` with the official training's initial weights (see ``atd_weights``)."""
+    return atd_weights.official_init(load_state_dict(weights(variant)).model)
 
 
-def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinned: bool) -> dict:
+def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinned: bool = False) -> dict:
     """``dtype`` output, its PSNR vs fp32 and category flips per layer.
 
     ``pinned``: the fp32 reference reuses the half run's token grouping (isolates arithmetic).
@@ -271,36 +283,92 @@ def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinne
         psnr=oracle.psnr(y.numpy(), y32.numpy()),
         first_flips=flips[0],
         mean_flips=sum(flips) / len(flips),
+        max_flips=max(flips),
     )
 
 
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
-@pytest.mark.parametrize("variant, crop_args", HALF_CASES, ids=[v for v, _ in HALF_CASES])
-def test_half_precision(variant, crop_args, dtype, weights, crop, oracle):
-    """bf16/fp16 run (the official code and spandrel crash), finite, and accurate.
-
-    Two facts of the oracle weights shape what can be asserted:
-    * reduced precision moves a few tokens to another category (near-tied argmax); one move
-      reshuffles the unstable sort's tie order, i.e. many attention groups. We count the flips
-      and compare against fp32 run with the half run's grouping ("pinned");
-    * their AC-MSA logits have a std of ~60 (temperature 10 x unnormalised 35-channel q.k), a
-      near-hard argmax that amplifies any rounding ~10x per layer. With the temperature at 1
-      (``logit_scale`` 0) the same weights measure the arithmetic itself.
-    """
-    sd = weights(variant)
-    x = crop(*crop_args)
-    raw = _half_run(sd, x, dtype, oracle, pinned=False)
-    assert torch.isfinite(raw["y"]).all()
-    assert raw["y"].shape == (1, 3, x.shape[2] * int(variant[-1]), x.shape[3] * int(variant[-1]))
-    tempered = {k: torch.zeros_like(v) if k.endswith("logit_scale") else v for k, v in sd.items()}
-    res = _half_run(tempered, x, dtype, oracle, pinned=True)
+def _check_half(res: dict, x: torch.Tensor, scale: int, label: str) -> None:
     print(
-        f"{variant} {dtype}: oracle weights PSNR {raw['psnr']:.1f} dB, category flips first layer "
-        f"{raw['first_flips']:.2%}, mean over layers {raw['mean_flips']:.2%}; temperature 1, "
-        f"grouping pinned: PSNR {res['psnr']:.1f} dB"
+        f"{label}: PSNR vs fp32 {res['psnr']:.1f} dB; tokens in another category: first layer "
+        f"{res['first_flips']:.2%}, mean over layers {res['mean_flips']:.2%}, max {res['max_flips']:.2%}"
     )
     assert torch.isfinite(res["y"]).all()
+    assert res["y"].shape == (1, 3, x.shape[2] * scale, x.shape[3] * scale)
     assert res["psnr"] >= 30.0
+
+
+DTYPES = pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
+
+
+@DTYPES
+@pytest.mark.parametrize(
+    "crop_args", [("astronaut", 100, 150, 32, 32), ("chelsea", 60, 120, 40, 28)], ids=["astronaut", "chelsea"]
+)
+def test_half_precision_trained_checkpoint(crop_args, dtype, crop, oracle):
+    """ATD-light x2 trained on photos (``tests/assets``): bf16/fp16 within 30 dB of fp32."""
+    from safetensors.torch import load_file
+
+    x = crop(*crop_args)
+    res = _half_run(load_file(atd_weights.TRAINED), x, dtype, oracle)
+    _check_half(res, x, 2, f"trained ATD-light x2 {crop_args[0]} {dtype}")
+    assert res["mean_flips"] > 0  # the bound holds although the grouping moves
+
+
+@DTYPES
+@pytest.mark.parametrize(
+    "variant, crop_args",
+    [("ATD_light_x3", ("coffee", 150, 250, 24, 40)), ("ATD_x4", ("coffee", 150, 250, 16, 16))],
+    ids=["ATD_light_x3", "ATD_x4"],
+)
+def test_half_precision_official_init(variant, crop_args, dtype, weights, crop, oracle):
+    """Every official config at its official initialisation: bf16/fp16 within 30 dB of fp32."""
+    x = crop(*crop_args)
+    res = _half_run(official_init(variant, weights), x, dtype, oracle)
+    _check_half(res, x, int(variant[-1]), f"{variant} official init {dtype}")
+
+
+@DTYPES
+@pytest.mark.parametrize(
+    "variant, crop_args",
+    [("ATD_light_x2", ("astronaut", 100, 150, 32, 32)), ("ATD_x4", ("coffee", 150, 250, 16, 16))],
+    ids=["ATD_light_x2", "ATD_x4"],
+)
+def test_half_precision_arithmetic_on_oracle_weights(variant, crop_args, dtype, weights, crop, oracle):
+    """On the oracle weights half precision runs and is finite; its arithmetic is checked with
+    AC-MSA's temperature at 1 and the fp32 reference using the half run's grouping."""
+    sd = weights(variant)
+    x = crop(*crop_args)
+    raw = _half_run(sd, x, dtype, oracle)
+    assert torch.isfinite(raw["y"]).all()
+    print(
+        f"{variant} {dtype} oracle weights as they are: PSNR {raw['psnr']:.1f} dB, flips mean {raw['mean_flips']:.2%}"
+    )
+    tempered = {k: torch.zeros_like(v) if k.endswith("logit_scale") else v for k, v in sd.items()}
+    _check_half(
+        _half_run(tempered, x, dtype, oracle, pinned=True), x, int(variant[-1]), f"{variant} tempered, pinned"
+    )
+
+
+def test_oracle_weights_are_ill_conditioned(weights, crop, oracle):
+    """Why the oracle weights cannot carry a half-vs-fp32 PSNR bound: in float32, a 1e-5 change
+    of the input (1/400 of an 8-bit level) moves ATD-light's output below 30 dB; the same input
+    change leaves the officially initialised and the trained model near-identical."""
+    from safetensors.torch import load_file
+
+    x = crop("astronaut", 100, 150, 32, 32)
+    nudged = x + 1e-5 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+
+    psnr = {}
+    for name, sd in (
+        ("oracle", weights("ATD_light_x2")),
+        ("official init", official_init("ATD_light_x2", weights)),
+        ("trained", load_file(atd_weights.TRAINED)),
+    ):
+        model = load_state_dict(dict(sd)).model.eval()
+        psnr[name] = oracle.psnr(_run(model, nudged).numpy(), _run(model, x).numpy())
+    print("fp32 output PSNR after a 1e-5 input change:", {k: round(v, 1) for k, v in psnr.items()})
+    assert psnr["oracle"] < 30.0
+    assert psnr["official init"] > 45.0 and psnr["trained"] > 45.0
 
 
 def test_sdpa_path_matches_exact_path(weights, crop):
