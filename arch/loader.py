@@ -20,7 +20,7 @@ import torch
 from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
 from .common.state import training_config
-from .errors import CheckpointReadError, UnsupportedArchitectureError
+from .errors import CheckpointReadError, ConfigError, ModelLoadError, UnsupportedArchitectureError
 from .safe_unpickle import restricted_load
 
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".plt")  # .plt: nhs2828 RGT
@@ -132,6 +132,23 @@ def _closest_family(state_dict: dict) -> str:
     return f"closest of ours: {best.name} (missing keys: {shown})"
 
 
+def _build(arch, sd: dict, config: dict, source: str) -> ImageModelDescriptor:
+    """``arch.load_with_config`` with errors that name ``source``."""
+    try:
+        return arch.load_with_config(sd, config or None)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from e
+    except (RuntimeError, KeyError, IndexError, ValueError) as e:
+        # strict load_state_dict (a tensor of the wrong shape) or a key layout we half-recognise
+        detail = str(e).strip().splitlines()
+        detail = detail[-1].strip() if detail else type(e).__name__
+        raise ModelLoadError(
+            f"{source}: looks like a {arch.name} checkpoint, but its weights do not fit together "
+            f"({detail[:300]}). The file is probably damaged or from a modified architecture: "
+            "download it again, or report it with the file's source."
+        ) from e
+
+
 def load_state_dict(
     state_dict: dict, metadata: dict | None = None, source: str = "<state dict>"
 ) -> ImageModelDescriptor:
@@ -142,7 +159,7 @@ def load_state_dict(
     config = training_config(metadata)
     for support in REGISTRY.architectures("detection"):
         if support.detect(sd):
-            return support.architecture.load_with_config(sd, config or None)
+            return _build(support.architecture, sd, config, source)
     try:
         desc = MAIN_REGISTRY.load(sd)
     except UnsupportedModelError as e:
@@ -150,6 +167,12 @@ def load_state_dict(
             f"{source}: not a super-resolution model that this pack or spandrel recognises "
             f"({_closest_family(sd)}). Check that the file is a complete generator checkpoint; "
             "if it is another architecture, see spandrel's list of supported models."
+        ) from e
+    except (RuntimeError, KeyError, IndexError, ValueError) as e:
+        raise ModelLoadError(
+            f"{source}: spandrel recognised the architecture but could not build it "
+            f"({type(e).__name__}: {str(e).strip()[:300]}). The file may be damaged or a variant "
+            "spandrel does not support."
         ) from e
     if not isinstance(desc, ImageModelDescriptor):
         raise UnsupportedArchitectureError(

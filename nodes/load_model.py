@@ -112,7 +112,7 @@ class LoadModelNode(io.ComfyNode):
             display_name="Load SR Model",
             category="image/upscaling",
             description=(
-                "Loads a super-resolution checkpoint (.safetensors/.pth) from the pack's weights/ folder "
+                "Loads a super-resolution checkpoint (.safetensors, .pth, .pt, .ckpt, .bin, .plt) from the pack's weights/ folder "
                 "or models/upscale_models. RGT, DRCT and ATD use this pack's fast implementations; any "
                 "other architecture spandrel knows loads too. Shows the architecture, variant, scale, "
                 "parameter count, supported precisions and which settings were inferred."

@@ -87,8 +87,9 @@ class UpscaleTiledNode(io.ComfyNode):
                     max=4096,
                     step=8,
                     tooltip=(
-                        "Tile side in input pixels; 0 = automatic from free memory. Rounded to what the "
-                        "model needs (e.g. a multiple of its window size)."
+                        "Tile side in input pixels; 0 = automatic from free memory (aligned to the model's "
+                        "window). A size you enter is rounded down to what the model requires (DRCT: a "
+                        "multiple of 16)."
                     ),
                 ),
                 io.Int.Input(
@@ -107,8 +108,9 @@ class UpscaleTiledNode(io.ComfyNode):
                     options=list(PRECISIONS),
                     default="auto",
                     tooltip=(
-                        "auto: bf16 on GPUs that support it, fp16 where the model allows, fp32 on CPU. "
-                        "Half-precision tiles that come out NaN/inf are redone in fp32."
+                        "auto: bf16 on GPUs with native bf16 (when the model allows it), else fp16 where the "
+                        "model allows it, else fp32; always fp32 on CPU or with --force-fp32. Half-precision "
+                        "tiles that come out NaN/inf are redone in fp32."
                     ),
                 ),
                 io.Float.Input(
@@ -126,7 +128,7 @@ class UpscaleTiledNode(io.ComfyNode):
                 io.Mask.Input(
                     "mask",
                     optional=True,
-                    tooltip="Optional mask (e.g. alpha from Load Image), resized to the output size.",
+                    tooltip="Optional mask (e.g. the MASK output of Load Image), resized to the output size.",
                 ),
             ],
             outputs=[

@@ -10,7 +10,13 @@ from safetensors.torch import save_file
 from spandrel.architectures.Compact import Compact
 
 from srt.arch import load_model, load_state_dict, read_checkpoint
-from srt.arch.errors import CheckpointReadError, UnsafeCheckpointError, UnsupportedArchitectureError
+from srt.arch.errors import (
+    CheckpointReadError,
+    ConfigError,
+    ModelLoadError,
+    UnsafeCheckpointError,
+    UnsupportedArchitectureError,
+)
 
 
 def compact_state_dict() -> dict[str, torch.Tensor]:
@@ -119,6 +125,38 @@ def test_unknown_architecture_names_closest_family_and_missing_keys():
     msg = str(info.value)
     assert msg.startswith("mystery.safetensors: not a super-resolution model")
     assert "closest of ours:" in msg and "missing keys:" in msg
+
+
+def test_unsupported_setting_names_the_file(tmp_path, state_dict):
+    """A recognised checkpoint trained with a setting we refuse: the message names the file."""
+    sd = dict(state_dict("ATD_light_x2"))
+    sd["absolute_pos_embed"] = torch.zeros(1, 64 * 64, 48)
+    p = tmp_path / "4x_ape_model.safetensors"
+    save_file(sd, str(p))
+    with pytest.raises(ConfigError, match=r"^4x_ape_model\.safetensors: ATD checkpoint .*ape=True"):
+        load_model(p)
+
+
+def test_tensor_of_the_wrong_shape_names_the_file_and_the_key(tmp_path, state_dict):
+    """Ours: detected, but one tensor does not fit the detected architecture."""
+    sd = dict(state_dict("RGT_S_x2"))
+    key = "layers.0.blocks.1.mlp.fc2.weight"
+    sd[key] = torch.zeros(sd[key].shape[0], sd[key].shape[1] - 1)
+    p = tmp_path / "edited.pth"
+    torch.save({"params": sd}, p)
+    with pytest.raises(ModelLoadError, match=r"^edited\.pth: looks like a RGT checkpoint") as info:
+        load_model(p)
+    assert key in str(info.value) and "download it again" in str(info.value)
+
+
+def test_spandrel_model_of_the_wrong_shape_names_the_file(tmp_path):
+    """spandrel's fallback: a build failure is reported with the file name too."""
+    sd = compact_state_dict()
+    sd["body.2.weight"] = torch.zeros(8, 7, 3, 3)
+    p = tmp_path / "compact_edited.safetensors"
+    save_file(sd, str(p))
+    with pytest.raises(ModelLoadError, match=r"^compact_edited\.safetensors: spandrel recognised"):
+        load_model(p)
 
 
 # --- pickles that need code: never executed ------------------------------------------------

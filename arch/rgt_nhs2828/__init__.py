@@ -2,7 +2,8 @@
 
 Every size is read from tensor shapes. Two settings are not in the weights: the RG-SA stride
 ``s_r`` (4 in upstream's training script) and the forward argument ``h`` (16 at its test time);
-a config dict (e.g. recovered from a pickled training state) may give them as ``s_r`` / ``h``.
+a config dict (traiNNer-style ``.safetensors`` metadata) may give them as ``s_r`` / ``h``; pickled
+training states carry no config, so they get the defaults.
 """
 
 from __future__ import annotations
