@@ -61,6 +61,16 @@ def official_init(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tens
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+def official_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """``model``'s weights with the buffer the official ATD also saves (``relative_position_index_SA``,
+    which ours rebuilds instead of storing), so the official code and spandrel load the file strictly."""
+    from srt.arch.common.windows import relative_position_index
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    state["relative_position_index_SA"] = relative_position_index(model.window_size, model.window_size)
+    return state
+
+
 def _photos() -> list[torch.Tensor]:
     from skimage import data
 
@@ -116,8 +126,11 @@ def main() -> None:
     official_init(model)
     train(model)
     os.makedirs(ASSETS, exist_ok=True)
-    state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, TRAINED, metadata={"made_by": "tests/atd_weights.py", "images": ",".join(TRAIN_IMAGES)})
+    save_file(
+        official_layout(model),
+        TRAINED,
+        metadata={"made_by": "tests/atd_weights.py", "images": ",".join(TRAIN_IMAGES)},
+    )
     print("wrote", TRAINED)
 
 

@@ -394,3 +394,15 @@ def test_inputs_smaller_than_the_window(weights, crop):
     model = load_state_dict(weights("ATD_light_x2")).model.eval()
     y = _run(model, crop("astronaut", 10, 10, 5, 7))
     assert y.shape == (1, 3, 10, 14) and torch.isfinite(y).all()
+
+
+def test_trained_asset_is_an_official_checkpoint(crop):
+    """The trained test checkpoint has the official key layout: spandrel (the official code's exact
+    stand-in) loads it strictly and computes the same image."""
+    from safetensors.torch import load_file
+
+    sd = load_file(atd_weights.TRAINED)
+    ref = MAIN_REGISTRY.load(dict(sd)).model.eval()
+    ours = load_state_dict(dict(sd)).model.eval()
+    x = crop("chelsea", 60, 120, 40, 28)
+    assert (_run(ours, x) - _run(ref, x)).abs().max().item() <= TOL
