@@ -143,7 +143,7 @@ def _build(arch, sd: dict, config: dict, source: str) -> ImageModelDescriptor:
         detail = str(e).strip().splitlines()
         detail = detail[-1].strip() if detail else type(e).__name__
         raise ModelLoadError(
-            f"{source}: looks like a {arch.name} checkpoint, but its weights do not fit together "
+            f"{source}: recognised as {arch.name}, but its weights do not fit together "
             f"({detail[:300]}). The file is probably damaged or from a modified architecture: "
             "download it again, or report it with the file's source."
         ) from e

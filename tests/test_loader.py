@@ -144,7 +144,7 @@ def test_tensor_of_the_wrong_shape_names_the_file_and_the_key(tmp_path, state_di
     sd[key] = torch.zeros(sd[key].shape[0], sd[key].shape[1] - 1)
     p = tmp_path / "edited.pth"
     torch.save({"params": sd}, p)
-    with pytest.raises(ModelLoadError, match=r"^edited\.pth: looks like a RGT checkpoint") as info:
+    with pytest.raises(ModelLoadError, match=r"^edited\.pth: recognised as RGT, but") as info:
         load_model(p)
     assert key in str(info.value) and "download it again" in str(info.value)
 
