@@ -81,6 +81,8 @@ def elements_per_pixel(desc, th: int, tw: int) -> float:
     heads = int(_first(cfg.get("num_heads"), 6))
     mlp = float(cfg.get("mlp_ratio", 2.0))
     stream = c * (7 + 2 * mlp)  # x, norm, q/k/v, attention out, projection, MLP hidden + activation
+    if arch in ("DRCT", "ATD"):
+        stream += c  # their residual stream stays float32 under half weights: twice its elements
     if arch == "DRCT":
         window = int(cfg.get("window_size", 16))
         extra = 2 * heads * window * window + 5 * int(cfg.get("gc", 32))

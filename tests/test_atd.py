@@ -406,3 +406,22 @@ def test_trained_asset_is_an_official_checkpoint(crop):
     ours = load_state_dict(dict(sd)).model.eval()
     x = crop("chelsea", 60, 120, 40, 28)
     assert (_run(ours, x) - _run(ref, x)).abs().max().item() <= TOL
+
+
+def test_half_weights_carry_a_float32_residual_stream(crop):
+    """Under bf16 weights the residual stream between groups stays float32 (as under autocast
+    training) while the attentions run in bf16; ``fp32_stream=False`` carries it in bf16."""
+    from safetensors.torch import load_file
+
+    model = load_state_dict(load_file(atd_weights.TRAINED)).model.eval().to(torch.bfloat16)
+    seen: dict[str, list[torch.dtype]] = {"stream": [], "branch": []}
+    model.layers[0].register_forward_hook(lambda m, a, out: seen["stream"].append(out.dtype))
+    model.layers[0].residual_group.layers[0].attn_aca.register_forward_hook(
+        lambda m, a, out: seen["branch"].append(out.dtype)
+    )
+    x = crop("astronaut", 100, 150, 16, 16).to(torch.bfloat16)
+    y = _run(model, x)
+    model.fp32_stream = False
+    _run(model, x)
+    assert y.dtype == torch.bfloat16
+    assert seen == {"stream": [torch.float32, torch.bfloat16], "branch": [torch.bfloat16, torch.bfloat16]}

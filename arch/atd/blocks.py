@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.residual import residual_conv
+from ..common.stream import norm_to
 from .attention import CategoryAttention, TokenDictionaryAttention, WindowAttention, WindowGeometry
 
 
@@ -19,6 +20,7 @@ class LayerInputs:
     size: tuple[int, int]  # (H, W) of the padded token grid
     geometry: WindowGeometry  # window orders and shift masks
     exact: bool  # official op order (float32) instead of SDPA
+    dtype: torch.dtype  # the weights' dtype; the residual stream may be float32 (common/stream.py)
 
 
 def tokens_to_image(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -130,13 +132,16 @@ class ATDLayer(nn.Module):
         weights = F.instance_norm(
             sim.transpose(-1, -2), weight=norm.weight.float(), bias=norm.bias.float(), eps=norm.eps
         )
-        weights = weights.softmax(dim=-1).to(x.dtype)  # (B, m, n)
+        weights = weights.softmax(dim=-1).to(td.dtype)  # (B, m, n)
         keep = torch.sigmoid(self.sigma)
-        return keep * td + (1 - keep) * torch.einsum("btn,bnc->btc", weights, x)
+        return keep * td + (1 - keep) * torch.einsum("btn,bnc->btc", weights, x.to(td.dtype))
 
     def forward(self, x: Tensor, td: Tensor, bias: Tensor, inp: LayerInputs) -> tuple[Tensor, Tensor]:
-        """Args: x ``(B, HW, C)``; td ``(B, m, C)``; bias this layer's position bias."""
-        xn = self.norm1(x)
+        """Args: x ``(B, HW, C)`` residual stream; td ``(B, m, C)``; bias this layer's position bias.
+
+        The branches run in ``inp.dtype`` on normalised tokens; their sums stay in ``x``'s dtype.
+        """
+        xn = norm_to(self.norm1, x, inp.dtype)
         qkv = self.wqkv(xn)
         # the three attentions read the same normalised tokens
         x_atd, sim = self.attn_atd(xn, td)
@@ -145,7 +150,7 @@ class ATDLayer(nn.Module):
         x = x + x_win
         x += x_atd
         x += x_aca
-        x = x + self.convffn(self.norm2(x), inp.size)
+        x = x + self.convffn(norm_to(self.norm2, x, inp.dtype), inp.size)
         if self.refine:
             td = self.refine_dictionary(td, x, sim)
         return x, td
@@ -187,4 +192,4 @@ class ResidualGroup(nn.Module):
 
     def forward(self, x: Tensor, biases: list[Tensor], inp: LayerInputs) -> Tensor:
         y = self.residual_group(x, biases, inp)
-        return image_to_tokens(self.conv(tokens_to_image(y, inp.size))) + x
+        return image_to_tokens(self.conv(tokens_to_image(y, inp.size).to(inp.dtype))) + x

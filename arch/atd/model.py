@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from ..common.cache import attach_geometry_cache, cache_key, use_cache
 from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
+from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleDirect, PixelShuffleUpsample
 from ..common.windows import relative_position_index
 from .attention import build_window_geometry
@@ -51,8 +52,10 @@ class PatchEmbed(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(dim) if norm else nn.Identity()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.norm(image_to_tokens(x))
+    def forward(self, x: Tensor, stream: torch.dtype) -> Tensor:
+        """Tokens of ``x`` in the ``stream`` dtype."""
+        tokens = image_to_tokens(x).to(stream)
+        return tokens if isinstance(self.norm, nn.Identity) else norm_to(self.norm, tokens, stream)
 
 
 class ATD(nn.Module):
@@ -82,6 +85,9 @@ class ATD(nn.Module):
             in cache-sized chunks on the CPU) instead of SDPA, so the token categories, which
             flip on 1-ulp differences, match the official code on the same device. Half
             precision always uses SDPA.
+        fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
+            it) in float32, as autocast training does; the attentions, ConvFFN and convs run in
+            the weights' dtype. No effect in float32.
     """
 
     def __init__(
@@ -115,6 +121,8 @@ class ATD(nn.Module):
         self.upsampler = upsampler
         self.img_range = img_range
         self.exact_fp32 = True
+        # carry the residual stream in float32 under half-precision weights (common/stream.py)
+        self.fp32_stream = True
         mean = RGB_MEAN if in_chans == 3 else (0.0,) * in_chans
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
         if not norm:
@@ -180,7 +188,7 @@ class ATD(nn.Module):
         key = cache_key("atd_window_geometry", x, h, w)
         geometry = self.geometry_cache.get(key, build) if use_cache(self) else build()
         exact = self.exact_fp32 and x.dtype == torch.float32
-        return LayerInputs(size=(h, w), geometry=geometry, exact=exact)
+        return LayerInputs(size=(h, w), geometry=geometry, exact=exact, dtype=x.dtype)
 
     def _position_biases(self, x: Tensor) -> list[list[Tensor]]:
         """Per group, per layer ``(heads, N, N)`` biases in ``x``'s dtype on its device."""
@@ -204,10 +212,11 @@ class ATD(nn.Module):
         h, w = x.shape[-2:]
         inp = self._layer_inputs(x, h, w)
         biases = self._position_biases(x)
-        tokens = self.patch_embed(x)
+        # the residual stream runs in float32 under half-precision weights (common/stream.py)
+        tokens = self.patch_embed(x, stream_dtype(x.dtype, self.fp32_stream))
         for group, group_biases in zip(self.layers, biases, strict=True):
             tokens = group(tokens, group_biases, inp)
-        return tokens_to_image(self.norm(tokens), (h, w))
+        return tokens_to_image(norm_to(self.norm, tokens, x.dtype), (h, w))
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` in [0, 1] -> ``(B, C, H * scale, W * scale)`` (unclamped)."""

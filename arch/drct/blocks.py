@@ -19,6 +19,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..common.linear import Linear, linear
+from ..common.stream import norm_to
 from ..common.windows import window_partition, window_reverse, windowed_attention
 
 # Growth features go through this LeakyReLU slope before they join the dense concatenation.
@@ -49,13 +50,6 @@ def shifted_regions(h: int, w: int, window: int) -> list[tuple[slice, slice, int
         for cs, ci in cols
         if rs.stop > rs.start and cs.stop > cs.start
     ]
-
-
-def norm_to(norm: nn.LayerNorm, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``norm(x)`` computed in ``x``'s dtype (the float32 stream), returned in ``dtype``."""
-    weight = norm.weight.to(x.dtype)
-    bias = norm.bias.to(x.dtype)
-    return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps).to(dtype)
 
 
 class Mlp(nn.Module):

@@ -17,9 +17,10 @@ from torch import Tensor, nn
 
 from ..common.cache import attach_geometry_cache, cache_key, use_cache
 from ..common.state import ignore_derived_buffers
+from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleUpsample
 from ..common.windows import relative_position_index, shift_window_mask
-from .blocks import RDG, norm_to
+from .blocks import RDG
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the official model subtracts from RGB inputs
 UPSAMPLE_FEATURES = 64
@@ -167,7 +168,7 @@ class DRCT(nn.Module):
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
         pos_biases, shift_masks = self.geometry(x)
         # the residual stream runs in float32; the result comes back in the input's dtype
-        stream = torch.promote_types(x.dtype, torch.float32) if self.fp32_stream else x.dtype
+        stream = stream_dtype(x.dtype, self.fp32_stream)
         tokens = self.patch_embed(x, stream)
         for rdg, biases in zip(self.layers, pos_biases, strict=True):
             tokens = rdg(tokens, biases, shift_masks)

@@ -1,0 +1,27 @@
+"""Mixed precision the way the models were trained under AMP: a float32 residual stream.
+
+With half-precision weights, the residual stream (the running sum every block adds into) is kept
+in float32; each block normalises it, computes in the weights' dtype, and adds its output back in
+float32. This is what autocast training does (bf16 matmuls, float32 sums), so the arithmetic a
+checkpoint was trained with is the one it runs with. It keeps un-normalised features that grow
+past fp16's 65504 finite, and it stops the stream being rounded to bf16's 8 bits at every add.
+In float32 every cast below is a no-op, so the float32 model is unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def stream_dtype(dtype: torch.dtype, enabled: bool = True) -> torch.dtype:
+    """The dtype the residual stream is carried in for weights of ``dtype``."""
+    return torch.promote_types(dtype, torch.float32) if enabled else dtype
+
+
+def norm_to(norm: nn.LayerNorm, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``norm(x)`` computed in ``x``'s dtype (the float32 stream), returned in ``dtype``."""
+    weight = norm.weight.to(x.dtype)
+    bias = norm.bias.to(x.dtype)
+    return F.layer_norm(x, norm.normalized_shape, weight, bias, norm.eps).to(dtype)
