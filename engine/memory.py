@@ -81,7 +81,7 @@ def elements_per_pixel(desc, th: int, tw: int) -> float:
     heads = int(_first(cfg.get("num_heads"), 6))
     mlp = float(cfg.get("mlp_ratio", 2.0))
     stream = c * (7 + 2 * mlp)  # x, norm, q/k/v, attention out, projection, MLP hidden + activation
-    if arch in ("DRCT", "ATD"):
+    if arch in ("RGT", "DRCT", "ATD"):
         stream += c  # their residual stream stays float32 under half weights: twice its elements
     if arch == "DRCT":
         window = int(cfg.get("window_size", 16))

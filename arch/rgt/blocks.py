@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from ..common.cache import GeometryCache
 from ..common.residual import residual_conv
+from ..common.stream import norm_to
 from .attention import LSA, RGSA, image_conv
 
 
@@ -64,10 +65,12 @@ class Block(nn.Module):
         self.gamma = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
-        y = x + self.attn(self.norm1(x), cache)
-        y = y + self.mlp(self.norm2(y))
+        """``x``: the residual stream (float32 under half weights, see common/stream.py)."""
+        dtype = self.norm1.weight.dtype  # the branches run in the weights' dtype
+        y = x + self.attn(norm_to(self.norm1, x, dtype), cache)
+        y = y + self.mlp(norm_to(self.norm2, y, dtype))
         # HAI: hybrid adaptive integration of the block input
-        return torch.addcmul(y, x, self.gamma)
+        return torch.addcmul(y, x, self.gamma.to(x.dtype))
 
 
 class ResidualGroup(nn.Module):
@@ -113,4 +116,4 @@ class ResidualGroup(nn.Module):
         y = x
         for block in self.blocks:
             y = block(y, cache)
-        return x + image_conv(self.conv, y)
+        return x + image_conv(self.conv, y.to(next(self.conv.parameters()).dtype))

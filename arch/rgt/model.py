@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from ..common.cache import attach_geometry_cache, use_cache
 from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
+from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleUpsample
 from ..errors import InputSizeError
 from .blocks import ResidualGroup
@@ -40,6 +41,11 @@ class RGT(nn.Module):
         img_range: factor applied to the mean-subtracted input (and undone at the end).
         resi_connection: ``"1conv"`` or ``"3conv"``: the conv closing each group and the body.
         num_feat: channels of the reconstruction head.
+
+    Attributes:
+        fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
+            it) in float32, as autocast training does; attention, MLP and convs run in the
+            weights' dtype. No effect in float32.
     """
 
     def __init__(
@@ -61,6 +67,7 @@ class RGT(nn.Module):
         super().__init__()
         self.scale = scale
         self.img_range = img_range
+        self.fp32_stream = True
         mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
         self.register_buffer("mean", mean.view(1, -1, 1, 1), persistent=False)
 
@@ -99,9 +106,12 @@ class RGT(nn.Module):
         # channels-last from the start: token views and convs then need no copies
         x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
         shallow = self.conv_first(x)
-        tokens = self.before_RG(shallow)
+        # the residual stream runs in float32 under half-precision weights (common/stream.py)
+        stream = stream_dtype(x.dtype, self.fp32_stream)
+        to_tokens, norm = self.before_RG
+        tokens = norm_to(norm, to_tokens(shallow).to(stream), stream)
         for layer in self.layers:
             tokens = layer(tokens, cache)
-        deep = self.conv_after_body(self.norm(tokens).permute(0, 3, 1, 2)) + shallow
+        deep = self.conv_after_body(norm_to(self.norm, tokens, x.dtype).permute(0, 3, 1, 2)) + shallow
         out = self.conv_last(self.upsample(self.conv_before_upsample(deep)))
         return (out / self.img_range + mean).contiguous()
