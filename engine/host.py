@@ -65,6 +65,7 @@ class Report:
     tiles_run: int = 0
     oom_backoffs: int = 0
     nonfinite_tiles: int = 0
+    fp32_from_tile: int = 0  # when a half run switched to fp32 for good: the first tile in fp32 (1-based)
     notes: list[str] = field(default_factory=list)
 
 

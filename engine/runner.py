@@ -29,6 +29,10 @@ from .tiling import SizeRule, Tile, count_tiles, pad_frame, plan_tiles, split_ti
 __all__ = ["Host", "NonFiniteOutputError", "Report", "Result", "Settings", "output_size", "upscale"]
 
 MIN_TILE = 32  # the out-of-memory back-off stops halving here
+# A half-precision run switches to fp32 for good once this many tiles, and at least half of the
+# tiles tried in half precision, came out NaN/inf: the checkpoint overflows the format (e.g. a
+# residual stream beyond fp16's 65504), so redoing tile by tile would only run everything twice.
+SWITCH_AFTER_NONFINITE = 2
 
 
 class NonFiniteOutputError(RuntimeError):
@@ -55,6 +59,7 @@ class _Run:
         self.report = Report(dtype=placed.dtype)
         self.tile = 0
         self.done = 0
+        self.half_tiles = 0  # tiles tried in a half precision
 
     def overlap(self) -> int:
         return max(0, min(self.settings.overlap, self.tile // 2))
@@ -75,16 +80,28 @@ class _Run:
         src = frame[:, t.y : t.y + t.h, t.x : t.x + t.w]
         x = src.to(self.host.device, self.dtype).contiguous()[None]
         y = self.model_call(x, t.h, t.w)
+        if self.dtype != torch.float32:
+            self.half_tiles += 1
         if torch.isfinite(y).all():
             return y.float()
         self.report.nonfinite_tiles += 1
         if self.dtype != torch.float32:
-            if self.report.nonfinite_tiles == 1:
-                self.host.warn(
-                    f"{_name(self.desc)}: a tile came out with NaN/inf in {self.placed.dtype}; recomputing "
-                    "such tiles in fp32 (choose precision fp32 to avoid the retries)."
-                )
             del y
+            name, half = _name(self.desc), str(self.dtype).removeprefix("torch.")
+            bad = self.report.nonfinite_tiles
+            if bad >= SWITCH_AFTER_NONFINITE and 2 * bad >= self.half_tiles:
+                self.host.warn(
+                    f"{name}: {bad} of {self.half_tiles} tiles came out with NaN/inf in {half}; running "
+                    "the rest in fp32 (this checkpoint overflows it: choose precision fp32 or bf16)."
+                )
+                self.dtype = torch.float32
+                self.placed.set_dtype(torch.float32)
+                self.report.fp32_from_tile = self.report.tiles_run + 1
+            elif bad == 1:
+                self.host.warn(
+                    f"{name}: a tile came out with NaN/inf in {half}; recomputing such tiles in fp32 "
+                    "(choose precision fp32 to avoid the retries)."
+                )
             self.placed.set_dtype(torch.float32)
             try:
                 y = self.model_call(src.to(self.host.device, torch.float32).contiguous()[None], t.h, t.w)

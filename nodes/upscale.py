@@ -52,6 +52,10 @@ def _summary(r, shape, out: tuple[int, int], seconds: float) -> str:
     b, h, w, _ = shape
     dtype = str(r.dtype).removeprefix("torch.")
     backoffs = f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else ""
+    if r.fp32_from_tile:
+        dtype += f" (float32 from tile {r.fp32_from_tile}: NaN/inf in {dtype})"
+    elif r.nonfinite_tiles:
+        dtype += f" ({r.nonfinite_tiles} tiles redone in float32: NaN/inf)"
     return (
         f"{b} frame(s) {w}x{h} -> {out[1]}x{out[0]} in {dtype}, tiles {r.tile[1]}x{r.tile[0]} "
         f"overlap {r.overlap}: {r.tiles_run} tiles in {seconds:.2f} s{backoffs}"

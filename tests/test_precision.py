@@ -87,24 +87,53 @@ class AlwaysNaN(PerPixel):
         return super().forward(x) * float("nan")
 
 
-def _half_and_half(h: int = 32, w: int = 64) -> torch.Tensor:
+def _bright_right(h: int = 32, w: int = 64, dark: float = 0.75) -> torch.Tensor:
+    """0.2 on the left ``dark`` part of the width, 0.8 on the rest."""
     image = torch.full((1, h, w, 3), 0.2)
-    image[:, :, w // 2 :] = 0.8
+    image[:, :, int(w * dark) :] = 0.8
     return image
 
 
 def test_nonfinite_tiles_are_recomputed_in_fp32_with_one_warning():
     desc = wrap(OverflowsInHalf(), 2)
-    image = _half_and_half()
+    image = _bright_right()
     warnings: list[str] = []
     result = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp16"), Host(warn=warnings.append))
-    assert result.report.nonfinite_tiles == 4  # the two right columns of a 2 x 4 grid
+    assert result.report.nonfinite_tiles == 2  # the right column of a 2 x 4 grid
+    assert result.report.fp32_from_tile == 0  # 2 of 8 tiles: redone one by one, the rest stays fp16
     assert len(warnings) == 1 and "NaN/inf" in warnings[0] and "fp32" in warnings[0]
     assert torch.isfinite(result.image).all()
     fp32 = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
-    right = slice(64, None)
+    right = slice(96, None)
     torch.testing.assert_close(result.image[:, :, right], fp32[:, :, right], atol=0, rtol=0)  # redone in fp32
-    torch.testing.assert_close(result.image, fp32, atol=2e-3, rtol=0)  # left half: fp16
+    torch.testing.assert_close(result.image, fp32, atol=2e-3, rtol=0)
+    assert not torch.equal(result.image[:, :, :96], fp32[:, :, :96])  # the rest ran in fp16
+    assert desc.model.conv.weight.dtype == torch.float32
+
+
+class RecordsDtypes(OverflowsInHalf):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def forward(self, x):
+        self.dtypes.append(x.dtype)
+        return super().forward(x)
+
+
+def test_a_run_that_keeps_overflowing_switches_to_fp32_for_good():
+    """Every tile overflows in fp16: after two the run continues in fp32 (no double work)."""
+    model = RecordsDtypes()
+    desc = wrap(model, 2)
+    image = _bright_right(dark=0.0)
+    warnings: list[str] = []
+    result = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp16"), Host(warn=warnings.append))
+    report = result.report
+    assert (report.nonfinite_tiles, report.fp32_from_tile, report.tiles_run) == (2, 2, 8)
+    assert model.dtypes == [torch.float16, torch.float32, torch.float16] + [torch.float32] * 7
+    assert len(warnings) == 2 and "running the rest in fp32" in warnings[1]
+    fp32 = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
+    torch.testing.assert_close(result.image, fp32, atol=0, rtol=0)
     assert desc.model.conv.weight.dtype == torch.float32
 
 
