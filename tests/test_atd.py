@@ -425,3 +425,25 @@ def test_half_weights_carry_a_float32_residual_stream(crop):
     _run(model, x)
     assert y.dtype == torch.bfloat16
     assert seen == {"stream": [torch.float32, torch.bfloat16], "branch": [torch.bfloat16, torch.bfloat16]}
+
+
+def test_fp16_with_a_stream_beyond_fp16_range(crop, oracle):
+    """The trained ATD-light with its stream pushed far past fp16's 65504 (first norm x3e4): fp16
+    stays finite and close to fp32 (scaled group convs and dictionary blend, float32 dictionary)."""
+    from safetensors.torch import load_file
+
+    sd = load_file(atd_weights.TRAINED)
+    for key in ("patch_embed.norm.weight", "patch_embed.norm.bias"):
+        sd[key] = sd[key] * 3e4
+    model = load_state_dict(dict(sd)).model.eval()
+    peak: list[float] = []
+    for group in model.layers:
+        group.register_forward_hook(lambda m, a, out: peak.append(out.abs().max().item()))
+    x = crop("astronaut", 100, 150, 32, 32)
+    ref = _run(model, x)
+    out = _run(load_state_dict(dict(sd)).model.eval().to(torch.float16), x.half()).float()
+    assert max(peak) > 65504
+    assert torch.isfinite(out).all()
+    psnr = oracle.psnr(out.numpy(), ref.numpy())
+    print(f"stressed ATD-light x2: stream peak {max(peak):.0f}, fp16 PSNR vs fp32 {psnr:.1f} dB")
+    assert psnr >= 30.0

@@ -279,3 +279,23 @@ def test_float32_stream_makes_bf16_closer(oracle, ours, crop):
         psnr[flag] = oracle.psnr(run(half, x.to(torch.bfloat16)).float().numpy(), ref.numpy())
     print(f"RGT-S x2 bf16 PSNR vs fp32: stream fp32 {psnr[True]:.1f} dB, stream bf16 {psnr[False]:.1f} dB")
     assert psnr[True] >= psnr[False] + 2.0
+
+
+def test_fp16_with_a_stream_beyond_fp16_range(oracle, state_dict, crop):
+    """SwinIR-style streams grow past fp16's 65504 in some trained checkpoints (the cause of black
+    fp16 images elsewhere). Stressed here by scaling the first norm: the stream peaks far above
+    65504, and fp16 still gives a finite image close to fp32 (power-of-two scaled group convs)."""
+    sd = dict(state_dict("RGT_S_x2"))
+    for key in ("before_RG.1.weight", "before_RG.1.bias"):
+        sd[key] = sd[key] * 1e4
+    model = load_state_dict(sd).model.eval()
+    peak: list[float] = []
+    model.layers[0].register_forward_hook(lambda m, a, out: peak.append(out.abs().max().item()))
+    x = crop("astronaut", 200, 150, 24, 40)
+    ref = run(model, x)
+    out = run(copy.deepcopy(model).to(torch.float16), x.to(torch.float16)).float()
+    assert peak[0] > 65504
+    assert bool(torch.isfinite(out).all())
+    psnr = oracle.psnr(out.numpy(), ref.numpy())
+    print(f"stressed RGT-S x2: stream peak {peak[0]:.0f}, fp16 PSNR vs fp32 {psnr:.1f} dB")
+    assert psnr >= MIN_HALF_PSNR

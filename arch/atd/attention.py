@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.stream import fp16_scale
 from ..common.windows import shift_window_mask, window_partition, windowed_attention
 
 
@@ -239,11 +240,23 @@ class TokenDictionaryAttention(nn.Module):
         Returns ``(B, n, C)`` features and the float32 similarity map ``(B, n, m)``.
         """
         # similarities in float32 even for half inputs: bf16 probabilities tie all the time
-        q, k = self.wq(x).float(), self.wk(td).float()
+        q = self.wq(x).float()
+        k = self.wk(td).float() if td.dtype == x.dtype else _linear32(self.wk, td)
         sim = F.normalize(q, dim=-1) @ F.normalize(k, dim=-1).transpose(-2, -1)
         sim = sim * (1 + self.scale.float().clamp(0, 1) * math.log(self.num_tokens))
         sim = sim.softmax(dim=-1)
-        return sim.to(x.dtype) @ self.wv(td), sim
+        if td.dtype == x.dtype:
+            return sim.to(x.dtype) @ self.wv(td), sim
+        # a float32 dictionary refined from a stream beyond fp16's range (see ATDLayer.refine_dictionary)
+        v = _linear32(self.wv, td)
+        scale = fp16_scale(v, x.dtype)
+        return (sim.to(x.dtype) @ (v / scale).to(x.dtype)).float() * scale, sim
+
+
+def _linear32(layer: nn.Linear, x: Tensor) -> Tensor:
+    """``layer(x)`` in float32 whatever the layer's dtype (for the small dictionary)."""
+    bias = None if layer.bias is None else layer.bias.float()
+    return F.linear(x.float(), layer.weight.float(), bias)
 
 
 def category_order(sim: Tensor) -> Tensor:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.residual import residual_conv
-from ..common.stream import norm_to
+from ..common.stream import fp16_scale, norm_to, residual_conv_from_stream
 from .attention import CategoryAttention, TokenDictionaryAttention, WindowAttention, WindowGeometry
 
 
@@ -132,9 +132,18 @@ class ATDLayer(nn.Module):
         weights = F.instance_norm(
             sim.transpose(-1, -2), weight=norm.weight.float(), bias=norm.bias.float(), eps=norm.eps
         )
-        weights = weights.softmax(dim=-1).to(td.dtype)  # (B, m, n)
+        weights = weights.softmax(dim=-1)  # (B, m, n)
         keep = torch.sigmoid(self.sigma)
-        return keep * td + (1 - keep) * torch.einsum("btn,bnc->btc", weights, x.to(td.dtype))
+        scale = fp16_scale(x, self.sigma.dtype)
+        if scale is None:
+            weights = weights.to(td.dtype)
+            return keep * td + (1 - keep) * torch.einsum("btn,bnc->btc", weights, x.to(td.dtype))
+        # fp16 weights: the blend reads the raw float32 stream, which may exceed fp16's range. Scale
+        # it by a power of two for the product and keep the dictionary in float32 from here on.
+        half = self.sigma.dtype
+        mix = torch.einsum("btn,bnc->btc", weights.to(half), (x / scale).to(half)).float() * scale
+        keep = keep.float()
+        return keep * td.float() + (1 - keep) * mix
 
     def forward(self, x: Tensor, td: Tensor, bias: Tensor, inp: LayerInputs) -> tuple[Tensor, Tensor]:
         """Args: x ``(B, HW, C)`` residual stream; td ``(B, m, C)``; bias this layer's position bias.
@@ -192,4 +201,6 @@ class ResidualGroup(nn.Module):
 
     def forward(self, x: Tensor, biases: list[Tensor], inp: LayerInputs) -> Tensor:
         y = self.residual_group(x, biases, inp)
-        return image_to_tokens(self.conv(tokens_to_image(y, inp.size).to(inp.dtype))) + x
+        return (
+            image_to_tokens(residual_conv_from_stream(self.conv, tokens_to_image(y, inp.size), inp.dtype)) + x
+        )

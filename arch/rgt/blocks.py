@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from ..common.cache import GeometryCache
 from ..common.residual import residual_conv
-from ..common.stream import norm_to
+from ..common.stream import norm_to, residual_conv_from_stream
 from .attention import LSA, RGSA, image_conv
 
 
@@ -116,4 +116,5 @@ class ResidualGroup(nn.Module):
         y = x
         for block in self.blocks:
             y = block(y, cache)
-        return x + image_conv(self.conv, y.to(next(self.conv.parameters()).dtype))
+        dtype = next(self.conv.parameters()).dtype
+        return x + residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype).permute(0, 2, 3, 1)
