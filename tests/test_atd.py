@@ -19,7 +19,7 @@ import atd_weights
 import pytest
 import spandrel
 import torch
-from spandrel import MAIN_REGISTRY
+from model_helpers import run, spandrel_reference
 
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.atd import ATD, ATDArch
@@ -39,11 +39,6 @@ def weights(oracle):
         return dict(cache[variant])
 
     return get
-
-
-def _run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)
 
 
 @contextlib.contextmanager
@@ -173,14 +168,14 @@ def test_matches_spandrel_on_real_crops(variant, crop_args, weights, crop):
     """Same weights, same input, same process: equal to the official code (spandrel) within 1e-4."""
     x = crop(*crop_args)
     ours = load_state_dict(weights(variant)).model.eval()
-    ref = MAIN_REGISTRY.load(weights(variant)).model.eval()
-    y = _run(ours, x)
-    diff = (y - _run(ref, x)).abs().max().item()
+    ref = spandrel_reference(weights(variant))
+    y = run(ours, x)
+    diff = (y - run(ref, x)).abs().max().item()
     print(f"{variant} {crop_args}: max abs vs spandrel {diff:.2e}")
     assert y.shape == (1, 3, x.shape[2] * ours.upscale, x.shape[3] * ours.upscale)
     assert diff <= TOL
     if variant == "ATD_light_x2":
-        assert torch.equal(y, _run(ours, x))  # deterministic grouping
+        assert torch.equal(y, run(ours, x))  # deterministic grouping
 
 
 def test_sort_ties_follow_the_official_unstable_order(weights, crop):
@@ -188,7 +183,7 @@ def test_sort_ties_follow_the_official_unstable_order(weights, crop):
     x = crop("astronaut", 96, 192, 48, 48)
     model = load_state_dict(weights("ATD_light_x2")).model.eval()
     with categories() as rec:
-        _run(model, x)
+        run(model, x)
     cats, orders = zip(*rec, strict=True)
     assert all(
         torch.equal(o, torch.sort(c, dim=-1, stable=False).indices) for c, o in zip(cats, orders, strict=True)
@@ -206,10 +201,10 @@ def test_neosr_no_norm(weights, crop):
     assert "no_norm" in desc.model.state_dict() and not desc.model.normalize
     assert any("no_norm" in n for n in desc.srt_info.notes)
     x = crop("coffee", 10, 10, 24, 24)
-    ref = MAIN_REGISTRY.load(dict(sd)).model.eval()
-    y = _run(desc.model.eval(), x)
-    assert (y - _run(ref, x)).abs().max().item() <= TOL
-    assert (y - _run(load_state_dict(weights("ATD_light_x2")).model.eval(), x)).abs().max() > 1e-3
+    ref = spandrel_reference(sd)
+    y = run(desc.model.eval(), x)
+    assert (y - run(ref, x)).abs().max().item() <= TOL
+    assert (y - run(load_state_dict(weights("ATD_light_x2")).model.eval(), x)).abs().max() > 1e-3
 
 
 # ----------------------------------------------------------------------------- config grid
@@ -238,7 +233,7 @@ def test_config_grid_round_trip(extra, crop):
         assert got[key] == (list(value) if isinstance(value, tuple) else value), key
     assert desc.srt_info.variant == "ATD (custom)"
     x = crop("chelsea", 50, 50, 27, 35)[:, : cfg.get("in_chans", 3)]
-    assert (_run(desc.model.eval(), x) - _run(ref, x)).abs().max().item() <= TOL
+    assert (run(desc.model.eval(), x) - run(ref, x)).abs().max().item() <= TOL
 
 
 def test_absolute_position_embedding_is_refused(weights):
@@ -273,10 +268,10 @@ def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinne
     """
     half = load_state_dict(dict(model_sd)).model.eval().to(dtype)
     with categories() as half_cats:
-        y = _run(half, x.to(dtype)).float()
+        y = run(half, x.to(dtype)).float()
     model = load_state_dict(dict(model_sd)).model.eval()
     with categories(replay=[order for _, order in half_cats] if pinned else None) as ref_cats:
-        y32 = _run(model, x)
+        y32 = run(model, x)
     flips = [(a != b).float().mean().item() for (a, _), (b, _) in zip(ref_cats, half_cats, strict=True)]
     return dict(
         y=y,
@@ -365,7 +360,7 @@ def test_oracle_weights_are_ill_conditioned(weights, crop, oracle):
         ("trained", load_file(atd_weights.TRAINED)),
     ):
         model = load_state_dict(dict(sd)).model.eval()
-        psnr[name] = oracle.psnr(_run(model, nudged).numpy(), _run(model, x).numpy())
+        psnr[name] = oracle.psnr(run(model, nudged).numpy(), run(model, x).numpy())
     print("fp32 output PSNR after a 1e-5 input change:", {k: round(v, 1) for k, v in psnr.items()})
     assert psnr["oracle"] < 30.0
     assert psnr["official init"] > 45.0 and psnr["trained"] > 45.0
@@ -384,15 +379,15 @@ def test_sdpa_path_matches_exact_path(weights, crop):
     fast = load_state_dict(dict(sd)).model.eval()
     fast.exact_fp32 = False
     with categories() as rec:
-        y = _run(fast, x)
+        y = run(fast, x)
     with categories(replay=[order for _, order in rec]):
-        assert (y - _run(exact, x)).abs().max().item() <= 1e-3
+        assert (y - run(exact, x)).abs().max().item() <= 1e-3
 
 
 def test_inputs_smaller_than_the_window(weights, crop):
     """The official mirror padding needs H, W >= the padding; ours repeats the mirror."""
     model = load_state_dict(weights("ATD_light_x2")).model.eval()
-    y = _run(model, crop("astronaut", 10, 10, 5, 7))
+    y = run(model, crop("astronaut", 10, 10, 5, 7))
     assert y.shape == (1, 3, 10, 14) and torch.isfinite(y).all()
 
 
@@ -402,10 +397,10 @@ def test_trained_asset_is_an_official_checkpoint(crop):
     from safetensors.torch import load_file
 
     sd = load_file(atd_weights.TRAINED)
-    ref = MAIN_REGISTRY.load(dict(sd)).model.eval()
+    ref = spandrel_reference(sd)
     ours = load_state_dict(dict(sd)).model.eval()
     x = crop("chelsea", 60, 120, 40, 28)
-    assert (_run(ours, x) - _run(ref, x)).abs().max().item() <= TOL
+    assert (run(ours, x) - run(ref, x)).abs().max().item() <= TOL
 
 
 def test_half_weights_carry_a_float32_residual_stream(crop):
@@ -420,9 +415,9 @@ def test_half_weights_carry_a_float32_residual_stream(crop):
         lambda m, a, out: seen["branch"].append(out.dtype)
     )
     x = crop("astronaut", 100, 150, 16, 16).to(torch.bfloat16)
-    y = _run(model, x)
+    y = run(model, x)
     model.fp32_stream = False
-    _run(model, x)
+    run(model, x)
     assert y.dtype == torch.bfloat16
     assert seen == {"stream": [torch.float32, torch.bfloat16], "branch": [torch.bfloat16, torch.bfloat16]}
 
@@ -440,8 +435,8 @@ def test_fp16_with_a_stream_beyond_fp16_range(crop, oracle):
     for group in model.layers:
         group.register_forward_hook(lambda m, a, out: peak.append(out.abs().max().item()))
     x = crop("astronaut", 100, 150, 32, 32)
-    ref = _run(model, x)
-    out = _run(load_state_dict(dict(sd)).model.eval().to(torch.float16), x.half()).float()
+    ref = run(model, x)
+    out = run(load_state_dict(dict(sd)).model.eval().to(torch.float16), x.half()).float()
     assert max(peak) > 65504
     assert torch.isfinite(out).all()
     psnr = oracle.psnr(out.numpy(), ref.numpy())

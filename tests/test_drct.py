@@ -16,8 +16,8 @@ from unittest import mock
 import pytest
 import spandrel
 import torch
+from model_helpers import golden_error, max_abs, run, spandrel_reference, with_recipe_weights
 from safetensors.torch import save_file
-from spandrel import MAIN_REGISTRY
 from spandrel.architectures.DRCT import DRCT as ReferenceDRCT
 
 from srt.arch import REGISTRY, load_model, load_state_dict
@@ -33,22 +33,10 @@ MIN_HALF_PSNR = 35.0
 # ---- helpers --------------------------------------------------------------------------------------
 
 
-def reference(sd: dict) -> torch.nn.Module:
-    """spandrel's DRCT on the same weights (exact stand-in for the official code)."""
-    return MAIN_REGISTRY.load(dict(sd)).model.eval()
-
-
 def official_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """The official test pipeline's padding (``DRCTModel.pre_process``): reflect, bottom/right."""
     h, w = x.shape[-2:]
     return torch.nn.functional.pad(x, (0, -w % multiple, 0, -h % multiple), mode="reflect")
-
-
-def with_recipe_weights(model: torch.nn.Module, oracle) -> dict:
-    """State dict of ``model`` with every float parameter drawn by the oracle's recipe."""
-    sd = model.state_dict()
-    params = {name for name, _ in model.named_parameters()}
-    return {k: oracle.recipe_tensor(k, v.shape) if k in params else v for k, v in sd.items()}
 
 
 @contextlib.contextmanager
@@ -62,15 +50,6 @@ def skipped_random_init():
         mock.patch.object(torch.nn.init, "uniform_", keep),
     ):
         yield
-
-
-def run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)
-
-
-def max_abs(a: torch.Tensor, b) -> float:
-    return (a.float() - torch.as_tensor(b).float()).abs().max().item()
 
 
 # ---- detection and loading --------------------------------------------------------------------------
@@ -244,19 +223,16 @@ def test_geometry_cached_per_device_and_dtype(oracle):
 @pytest.mark.parametrize("size", ["64x64", "50x70"])
 def test_golden_official_outputs(oracle, ours, variant, size):
     """fp32 equals the official output; 50x70 goes through our padding (reflect to 64x80, crop)."""
-    golden = oracle.load_golden(variant)
-    out = run(ours(variant), torch.from_numpy(golden[f"in_{size}"]))
-    assert out.shape == golden[f"out_{size}"].shape
-    assert max_abs(out, golden[f"out_{size}"]) < TOL
+    assert golden_error(oracle, ours(variant), variant, size) < TOL
 
 
 def test_matches_spandrel_on_other_crop(state_dict, ours, crop):
     x = crop("chelsea", 60, 180, 64, 64)
-    assert max_abs(run(ours("DRCT_x3"), x), run(reference(state_dict("DRCT_x3")), x)) < TOL
+    assert max_abs(run(ours("DRCT_x3"), x), run(spandrel_reference(state_dict("DRCT_x3")), x)) < TOL
 
 
 def test_odd_sizes_match_official_padding(state_dict, ours, crop):
-    model, ref = ours("DRCT_x2"), reference(state_dict("DRCT_x2"))
+    model, ref = ours("DRCT_x2"), spandrel_reference(state_dict("DRCT_x2"))
     x = crop("coffee", 150, 220, 37, 53)
     expected = run(ref, official_pad(x, 16))[..., : 37 * 2, : 53 * 2]
     out = run(model, x)

@@ -13,8 +13,8 @@ import json
 import pytest
 import spandrel
 import torch
+from model_helpers import golden_error, max_abs, run, spandrel_reference, with_recipe_weights
 from safetensors.torch import save_file
-from spandrel import MAIN_REGISTRY
 from spandrel.architectures.RGT import RGT as ReferenceRGT
 
 from srt.arch import REGISTRY, load_model, load_state_dict
@@ -29,26 +29,6 @@ MIN_HALF_PSNR = 35.0
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
-
-
-def reference(sd: dict) -> torch.nn.Module:
-    """spandrel's RGT on the same weights (exact stand-in for the official code)."""
-    return MAIN_REGISTRY.load(dict(sd)).model.eval()
-
-
-def with_recipe_weights(model: torch.nn.Module, oracle) -> dict:
-    """State dict of ``model`` with every float parameter drawn by the oracle's recipe."""
-    params = {name for name, _ in model.named_parameters()}
-    return {k: oracle.recipe_tensor(k, v.shape) if k in params else v for k, v in model.state_dict().items()}
-
-
-def run(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    with torch.inference_mode():
-        return model(x)
-
-
-def max_abs(a: torch.Tensor, b) -> float:
-    return (a.float() - torch.as_tensor(b).float()).abs().max().item()
 
 
 def without_derived(sd: dict, keep: str = "") -> dict:
@@ -221,10 +201,7 @@ def test_small_inputs_are_refused_by_the_model_and_padded_by_the_descriptor(stat
 @pytest.mark.parametrize("variant", ["RGT_x2", "RGT_S_x4"])
 @pytest.mark.parametrize("size", ["64x64", "50x70"])
 def test_golden_official_outputs(oracle, ours, variant, size):
-    golden = oracle.load_golden(variant)
-    out = run(ours(variant), torch.from_numpy(golden[f"in_{size}"]))
-    assert out.shape == golden[f"out_{size}"].shape
-    assert max_abs(out, golden[f"out_{size}"]) < TOL
+    assert golden_error(oracle, ours(variant), variant, size) < TOL
 
 
 @pytest.mark.parametrize(
@@ -233,7 +210,7 @@ def test_golden_official_outputs(oracle, ours, variant, size):
 )
 def test_matches_spandrel_on_other_crops(state_dict, ours, crop, variant, photo, box):
     x = crop(photo, *box)
-    assert max_abs(run(ours(variant), x), run(reference(state_dict(variant)), x)) < TOL
+    assert max_abs(run(ours(variant), x), run(spandrel_reference(state_dict(variant)), x)) < TOL
 
 
 # ---- half precision -------------------------------------------------------------------------------------

@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import pytest
 import torch
+from model_helpers import max_abs, run
 from spandrel import ModelLoader
 
 from srt.arch import REGISTRY, load_state_dict
@@ -29,16 +29,6 @@ from srt.arch.rgt_nhs2828.model import reflect_pad
 VARIANT = "nhs2828_RGT_x2"
 GOLDEN_ATOL = 5e-4
 HALF_PSNR_DB = 35.0
-
-
-def run(model: torch.nn.Module, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-    x = torch.from_numpy(x) if isinstance(x, np.ndarray) else x
-    with torch.no_grad():
-        return model(x)
-
-
-def max_abs(a, b) -> float:
-    return float((torch.as_tensor(a).double() - torch.as_tensor(b).double()).abs().max())
 
 
 @pytest.fixture(scope="module")
