@@ -248,12 +248,11 @@ def test_float32_stream_makes_bf16_closer(oracle, ours, crop):
     """The residual stream in float32 under bf16 weights (as autocast training runs it) is worth
     3-4 dB over carrying it in bf16, where every residual add rounds it to 8 bits."""
     model, x = ours("RGT_S_x2"), crop("astronaut", 200, 150, 24, 40)
-    ref = run(model, x)
-    psnr = {}
-    for flag in (True, False):
-        half = copy.deepcopy(model).to(torch.bfloat16)
-        half.fp32_stream = flag
-        psnr[flag] = oracle.psnr(run(half, x.to(torch.bfloat16)).float().numpy(), ref.numpy())
+    bf16_stream = copy.deepcopy(model)
+    bf16_stream.fp32_stream = False
+    psnr = {
+        flag: half_psnr(oracle, m, x, torch.bfloat16) for flag, m in ((True, model), (False, bf16_stream))
+    }
     print(f"RGT-S x2 bf16 PSNR vs fp32: stream fp32 {psnr[True]:.1f} dB, stream bf16 {psnr[False]:.1f} dB")
     assert psnr[True] >= psnr[False] + 2.0
 
@@ -268,11 +267,7 @@ def test_fp16_with_a_stream_beyond_fp16_range(oracle, state_dict, crop):
     model = load_state_dict(sd).model.eval()
     peak: list[float] = []
     model.layers[0].register_forward_hook(lambda m, a, out: peak.append(out.abs().max().item()))
-    x = crop("astronaut", 200, 150, 24, 40)
-    ref = run(model, x)
-    out = run(copy.deepcopy(model).to(torch.float16), x.to(torch.float16)).float()
-    assert peak[0] > 65504
-    assert bool(torch.isfinite(out).all())
-    psnr = oracle.psnr(out.numpy(), ref.numpy())
+    psnr = half_psnr(oracle, model, crop("astronaut", 200, 150, 24, 40), torch.float16)  # fp32 runs first
     print(f"stressed RGT-S x2: stream peak {peak[0]:.0f}, fp16 PSNR vs fp32 {psnr:.1f} dB")
+    assert peak[0] > 65504
     assert psnr >= MIN_HALF_PSNR

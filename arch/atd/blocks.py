@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.residual import residual_conv
-from ..common.stream import fp16_scale, norm_to, residual_conv_from_stream
+from ..common.residual import residual_conv, residual_conv_from_stream
+from ..common.stream import fp16_scale, norm_to
 from .attention import CategoryAttention, TokenDictionaryAttention, WindowAttention, WindowGeometry
 
 

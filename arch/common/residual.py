@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from torch import nn
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .stream import fp16_scale
 
 
 def residual_conv(dim: int, kind: str) -> nn.Module:
@@ -21,3 +25,27 @@ def residual_conv(dim: int, kind: str) -> nn.Module:
             nn.Conv2d(dim // 4, dim, 3, 1, 1),
         )
     raise ValueError(f"resi_connection must be '1conv' or '3conv', not {kind!r}")
+
+
+def residual_conv_from_stream(conv: nn.Module, x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``conv(x)`` for a group-closing conv (:func:`residual_conv`) that reads the raw
+    residual stream ``x``, computed in the weights' ``dtype``.
+
+    In fp16 the stream of a trained SwinIR-style model can exceed the format's range. Convolution
+    and LeakyReLU are positively homogeneous, so ``conv(x) = s * conv'(x / s)`` where ``conv'`` has
+    its biases divided by ``s``; with ``s`` a power of two the scaling itself is exact. Returns
+    float32 when scaled, else ``dtype``.
+    """
+    scale = fp16_scale(x, dtype)
+    if scale is None:
+        return conv(x.to(dtype))
+    y = (x / scale).to(dtype)
+    for layer in conv if isinstance(conv, nn.Sequential) else (conv,):
+        if isinstance(layer, nn.Conv2d):
+            bias = None if layer.bias is None else layer.bias / scale.to(dtype)
+            y = F.conv2d(y, layer.weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+        elif isinstance(layer, nn.LeakyReLU):
+            y = F.leaky_relu(y, layer.negative_slope)
+        else:
+            raise TypeError(f"cannot rescale {type(layer).__name__} inside a residual conv")
+    return y.float() * scale

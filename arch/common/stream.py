@@ -40,27 +40,3 @@ def fp16_scale(x: Tensor, dtype: torch.dtype) -> Tensor | None:
         return None
     exponent = torch.ceil(torch.log2(x.detach().abs().amax().float())) - FP16_HEADROOM_LOG2
     return torch.exp2(exponent.clamp(min=0))
-
-
-def residual_conv_from_stream(conv: nn.Module, x: Tensor, dtype: torch.dtype) -> Tensor:
-    """``conv(x)`` for a group-closing conv (:func:`..residual.residual_conv`) that reads the raw
-    residual stream ``x``, computed in the weights' ``dtype``.
-
-    In fp16 the stream of a trained SwinIR-style model can exceed the format's range. Convolution
-    and LeakyReLU are positively homogeneous, so ``conv(x) = s * conv'(x / s)`` where ``conv'`` has
-    its biases divided by ``s``; with ``s`` a power of two the scaling itself is exact. Returns
-    float32 when scaled, else ``dtype``.
-    """
-    scale = fp16_scale(x, dtype)
-    if scale is None:
-        return conv(x.to(dtype))
-    y = (x / scale).to(dtype)
-    for layer in conv if isinstance(conv, nn.Sequential) else (conv,):
-        if isinstance(layer, nn.Conv2d):
-            bias = None if layer.bias is None else layer.bias / scale.to(dtype)
-            y = F.conv2d(y, layer.weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-        elif isinstance(layer, nn.LeakyReLU):
-            y = F.leaky_relu(y, layer.negative_slope)
-        else:
-            raise TypeError(f"cannot rescale {type(layer).__name__} inside a residual conv")
-    return y.float() * scale

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.cache import GeometryCache
-from ..common.residual import residual_conv
-from ..common.stream import norm_to, residual_conv_from_stream
+from ..common.residual import residual_conv, residual_conv_from_stream
+from ..common.stream import norm_to
 from .attention import LSA, RGSA, image_conv
 
 
