@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .placement import Placement
+
 log = logging.getLogger(__name__)
 
 
@@ -31,6 +33,11 @@ class Host:
         oom_exceptions: the host's out-of-memory exception types.
         warn: where warnings go (once per run each).
         bf16_ok: whether the device runs bf16 well (None = ask torch).
+        output_dtype: dtype of the output IMAGE (ComfyUI's intermediate dtype); tiles are blended
+            in float32 and each frame is converted once.
+        placement: ``(descriptor, memory_required) -> Placement`` that puts the weights on the
+            device (ComfyUI's model management); None = convert and move the module locally and
+            put it back afterwards (:class:`.placement.LocalPlacement`).
     """
 
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
@@ -43,6 +50,8 @@ class Host:
     oom_exceptions: tuple[type[BaseException], ...] = (torch.cuda.OutOfMemoryError,)
     warn: Callable[[str], None] = log.warning
     bf16_ok: bool | None = None
+    output_dtype: torch.dtype = torch.float32
+    placement: Callable[..., Placement] | None = None
 
 
 @dataclass
@@ -71,6 +80,6 @@ class Report:
 
 @dataclass
 class Result:
-    image: Tensor  # (B, H', W', C) float32 in [0, 1] on the output device
+    image: Tensor  # (B, H', W', C) in [0, 1], host.output_dtype, on the output device
     mask: Tensor | None  # (B, H', W') when a mask or alpha came in
     report: Report

@@ -1,13 +1,9 @@
-"""Which dtype a model runs in, and putting a model on the device without losing its weights.
+"""Which dtype a model runs in.
 
 ``auto``: bf16 on CUDA devices that support it (when the model is validated in bf16), else fp16
 where the model is validated in fp16, else fp32. On the CPU ``auto`` is always fp32: half-precision
 convolutions there are ~100x slower. An explicit bf16/fp16 request for a model that is not
-validated in it runs in fp32 and says so.
-
-:class:`PlacedModel` moves a module to ``(device, dtype)`` and back to the offload device while
-keeping the original tensors: converting fp32 weights to bf16 and back would round them, and the
-loader caches the model for later runs in other precisions.
+validated in it runs in fp32 and says so. Where the weights live is :mod:`.placement`'s job.
 """
 
 from __future__ import annotations
@@ -15,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -82,66 +77,3 @@ def choose_precision(
             "(it may crash or produce garbage): ran in fp32.",
         )
     return PrecisionChoice(DTYPES[requested])
-
-
-def _snapshot(module: nn.Module) -> list[tuple[nn.Module, str, bool, Tensor]]:
-    """References to every parameter's data and every buffer (no copies)."""
-    items = []
-    for mod in module.modules():
-        for name, p in mod._parameters.items():
-            if p is not None:
-                items.append((mod, name, True, p.data))
-        for name, b in mod._buffers.items():
-            if b is not None:
-                items.append((mod, name, False, b))
-    return items
-
-
-class PlacedModel:
-    """A module moved to ``(device, dtype)``; :meth:`release` puts the original tensors back.
-
-    Nothing moves until :meth:`set_dtype`; call :meth:`release` in a ``finally``.
-
-    Args:
-        module: the model (``descriptor.model``).
-        device: compute device.
-        offload_device: where the model goes afterwards.
-    """
-
-    def __init__(self, module: nn.Module, device: torch.device, offload_device) -> None:
-        self.module = module
-        self.device = torch.device(device)
-        self.offload_device = torch.device(offload_device)
-        self._originals = _snapshot(module)
-        self.dtype: torch.dtype | None = None
-
-    def _restore(self) -> None:
-        for mod, name, is_param, tensor in self._originals:
-            if is_param:
-                mod._parameters[name].data = tensor
-            else:
-                mod._buffers[name] = tensor
-
-    def set_dtype(self, dtype: torch.dtype) -> None:
-        """Put the model on the device in ``dtype`` (floating tensors only), converted from the
-        original, unrounded weights."""
-        if dtype != self.dtype:
-            self.dtype = None
-            self._restore()
-            self.module.to(device=self.device, dtype=dtype)
-            self.dtype = dtype
-
-    def release(self) -> None:
-        """Original tensors back, moved to the offload device; per-device caches dropped."""
-        self._restore()
-        self.module.to(self.offload_device)
-        if self.device != self.offload_device:
-            clear_geometry_caches(self.module)
-
-
-def clear_geometry_caches(module: nn.Module) -> None:
-    """Empty the models' geometry caches (masks, biases) that would pin device memory."""
-    for mod in module.modules():
-        for value in vars(mod).values():
-            if type(value).__name__ == "GeometryCache" and hasattr(value, "clear"):
-                value.clear()

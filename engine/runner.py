@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -23,10 +22,21 @@ from torch import Tensor
 from .channels import ChannelPlan, image_output, model_input, plan_channels, resize_mask, resize_planes
 from .host import Host, Report, Result, Settings
 from .memory import auto_tile_size, is_oom, preferred_multiple
-from .precision import PlacedModel, choose_precision
+from .placement import LocalPlacement, Placement, model_call
+from .plan import Plan, output_size, plan
 from .tiling import SizeRule, Tile, count_tiles, pad_frame, plan_tiles, split_tile, tile_shape
 
-__all__ = ["Host", "NonFiniteOutputError", "Report", "Result", "Settings", "output_size", "upscale"]
+__all__ = [
+    "Host",
+    "NonFiniteOutputError",
+    "Plan",
+    "Report",
+    "Result",
+    "Settings",
+    "output_size",
+    "plan",
+    "upscale",
+]
 
 MIN_TILE = 32  # the out-of-memory back-off stops halving here
 # A half-precision run switches to fp32 for good once this many tiles, and at least half of the
@@ -39,24 +49,17 @@ class NonFiniteOutputError(RuntimeError):
     """The model produced NaN/inf even in fp32: the checkpoint itself is broken."""
 
 
-def _call_fn(desc) -> Callable[[Tensor], Tensor]:
-    """The model's raw forward. spandrel's ``descriptor(x)`` clamps, which would hide inf."""
-    raw = getattr(desc, "_call_fn", None)
-    if raw is None:
-        return desc
-    return lambda x: raw(desc.model, x)
-
-
 class _Run:
     """One call of :func:`upscale`: the placed model, the current tile size and counters."""
 
-    def __init__(self, desc, host: Host, settings: Settings, plan: ChannelPlan, placed: PlacedModel):
-        self.desc, self.host, self.settings, self.plan, self.placed = desc, host, settings, plan, placed
-        self.forward = _call_fn(desc)
-        self.dtype = placed.dtype
+    def __init__(self, desc, host: Host, settings: Settings, plan: ChannelPlan, placement: Placement, dtype):
+        self.desc, self.host, self.settings, self.plan, self.placement = desc, host, settings, plan, placement
+        self.call = model_call(desc)
+        self.dtype = dtype
+        self.module = placement.module(dtype)
         self.rule = SizeRule.of(getattr(desc, "size_requirements", None))
         self.scale = int(desc.scale)
-        self.report = Report(dtype=placed.dtype)
+        self.report = Report(dtype=dtype)
         self.tile = 0
         self.done = 0
         self.half_tiles = 0  # tiles tried in a half precision
@@ -64,9 +67,9 @@ class _Run:
     def overlap(self) -> int:
         return max(0, min(self.settings.overlap, self.tile // 2))
 
-    def model_call(self, x: Tensor, h: int, w: int) -> Tensor:
+    def model_call(self, module, x: Tensor, h: int, w: int) -> Tensor:
         with torch.inference_mode():
-            y = self.forward(x)
+            y = self.call(module, x)
         expected = (1, self.plan.model_out, h * self.scale, w * self.scale)
         if tuple(y.shape) != expected:
             raise RuntimeError(
@@ -79,7 +82,7 @@ class _Run:
         """The model's output for tile ``t``, finite, float32, on the device (recomputed in fp32 if not)."""
         src = frame[:, t.y : t.y + t.h, t.x : t.x + t.w]
         x = src.to(self.host.device, self.dtype).contiguous()[None]
-        y = self.model_call(x, t.h, t.w)
+        y = self.model_call(self.module, x, t.h, t.w)
         if self.dtype != torch.float32:
             self.half_tiles += 1
         if torch.isfinite(y).all():
@@ -95,18 +98,20 @@ class _Run:
                     "the rest in fp32 (this checkpoint overflows it: choose precision fp32 or bf16)."
                 )
                 self.dtype = torch.float32
-                self.placed.set_dtype(torch.float32)
                 self.report.fp32_from_tile = self.report.tiles_run + 1
             elif bad == 1:
                 self.host.warn(
                     f"{name}: a tile came out with NaN/inf in {half}; recomputing such tiles in fp32 "
                     "(choose precision fp32 to avoid the retries)."
                 )
-            self.placed.set_dtype(torch.float32)
+            fp32 = self.placement.module(torch.float32)
             try:
-                y = self.model_call(src.to(self.host.device, torch.float32).contiguous()[None], t.h, t.w)
+                y = self.model_call(
+                    fp32, src.to(self.host.device, torch.float32).contiguous()[None], t.h, t.w
+                )
             finally:
-                self.placed.set_dtype(self.dtype)
+                del fp32
+                self.module = self.placement.module(self.dtype)
             if torch.isfinite(y).all():
                 return y
         raise NonFiniteOutputError(
@@ -176,14 +181,14 @@ def _name(desc) -> str:
     return f"{desc.architecture.name} x{desc.scale}"
 
 
-def output_size(height: int, width: int, model_scale: int, output_scale: float) -> tuple[int, int]:
-    """Final ``(H', W')``: the model's scale unless ``output_scale`` > 0 asks for another."""
-    if output_scale <= 0 or output_scale == model_scale:
-        return height * model_scale, width * model_scale
-    return max(1, round(height * output_scale)), max(1, round(width * output_scale))
-
-
-def upscale(desc, image: Tensor, settings: Settings, host: Host, mask: Tensor | None = None) -> Result:
+def upscale(
+    desc,
+    image: Tensor,
+    settings: Settings,
+    host: Host,
+    mask: Tensor | None = None,
+    run_plan: Plan | None = None,
+) -> Result:
     """Upscale a ``(B, H, W, C)`` IMAGE batch with spandrel descriptor ``desc``.
 
     Args:
@@ -192,64 +197,68 @@ def upscale(desc, image: Tensor, settings: Settings, host: Host, mask: Tensor | 
         settings: tile size (0 = auto), overlap, precision, output scale.
         host: devices and host callbacks.
         mask: optional MASK, resized to the output and returned.
+        run_plan: the :func:`.plan.plan` for exactly these arguments (computed when not given).
     """
     if image.ndim != 4:
         raise ValueError(f"image has shape {tuple(image.shape)}; expected an IMAGE batch (B, H, W, C).")
     b, h, w, c = image.shape
-    plan = plan_channels(c, int(desc.input_channels), int(desc.output_channels))
+    channels = plan_channels(c, int(desc.input_channels), int(desc.output_channels))
+    if run_plan is None:
+        run_plan = plan(desc, image.shape, settings, host.device, host.bf16_ok)
+    if run_plan.note:
+        host.warn(f"{_name(desc)}: {run_plan.note}")
     scale = int(desc.scale)
-    out_h, out_w = output_size(h, w, scale, settings.output_scale)
-    choice = choose_precision(
-        settings.precision, host.device, bool(desc.supports_half), bool(desc.supports_bfloat16), host.bf16_ok
-    )
-    if choice.note:
-        host.warn(f"{_name(desc)}: {choice.note}")
-    out = torch.zeros((b, out_h, out_w, c), dtype=torch.float32, device=host.output_device)
+    out_h, out_w = run_plan.output_size
+    out = torch.zeros((b, out_h, out_w, c), dtype=host.output_dtype, device=host.output_device)
     if desc.model.training:
         desc.model.eval()
-    placed = PlacedModel(desc.model, host.device, host.offload_device)
+    if host.placement is not None:
+        placement = host.placement(desc, run_plan.memory_required)
+    else:
+        placement = LocalPlacement(desc.model, host.device, host.offload_device)
     try:
-        placed.set_dtype(choice.dtype)
-        run = _Run(desc, host, settings, plan, placed)
-        run.report.notes += [choice.note] if choice.note else []
-        run.tile = _initial_tile(run, settings, host, (h, w))
+        run = _Run(desc, host, settings, channels, placement, run_plan.dtype)
+        run.report.notes += [run_plan.note] if run_plan.note else []
+        run.tile = _initial_tile(run, run_plan, host, (h, w))
         resized = (out_h, out_w) != (h * scale, w * scale)
-        color = plan.color + (1 if plan.alpha_through_model and plan.alpha else 0)
+        in_place = not resized and host.output_dtype == torch.float32  # blend straight into the output
+        color = channels.color + (1 if channels.alpha_through_model and channels.alpha else 0)
         for i in range(b):
             frame = image[i].permute(2, 0, 1)
             target = out[i].permute(2, 0, 1)
-            acc = (
-                torch.zeros((color, h * scale, w * scale), device=host.output_device)
-                if resized
-                else target[:color]
-            )
+            if in_place:
+                acc = target[:color]
+            else:
+                acc = torch.zeros((color, h * scale, w * scale), device=host.output_device)
             run.frame(frame, acc, b - 1 - i)
             if resized:
-                target[:color] = resize_planes(acc[None], (out_h, out_w))[0]
-                del acc
-            if plan.alpha and not plan.alpha_through_model:  # alpha skips the model: resize it
+                acc = resize_planes(acc[None], (out_h, out_w))[0]
+            if not in_place:
+                target[:color] = acc.clamp_(0.0, 1.0)
+            del acc
+            if channels.alpha and not channels.alpha_through_model:  # alpha skips the model: resize it
                 target[-1] = resize_planes(
                     frame[-1:][None].to(host.output_device, torch.float32), (out_h, out_w)
                 )[0, 0]
             target.clamp_(0.0, 1.0)
     finally:
-        placed.release()
+        placement.done()
         if host.device != host.offload_device:
-            host.empty_cache()  # hand the freed tile and weight memory back
+            host.empty_cache()  # hand the freed tile memory back
     if mask is not None:
         out_mask = resize_mask(mask, (out_h, out_w), host.output_device)
-    elif plan.alpha:
-        out_mask = 1.0 - out[..., -1]
+    elif channels.alpha:
+        out_mask = 1.0 - out[..., -1].float()
     else:
         out_mask = None
     return Result(out, out_mask, run.report)
 
 
-def _initial_tile(run: _Run, settings: Settings, host: Host, frame: tuple[int, int]) -> int:
-    """The requested tile (aligned), or the auto size from the free device memory."""
+def _initial_tile(run: _Run, run_plan: Plan, host: Host, frame: tuple[int, int]) -> int:
+    """The planned tile, or the auto size from the free device memory."""
     rule = run.rule
-    if settings.tile > 0:
-        return rule.align_down(max(settings.tile, rule.align_up(1)))
+    if not run_plan.auto_tile:
+        return run_plan.nominal_tile
     free = host.free_memory(host.device) if host.free_memory is not None else None
     if free is None:
         return max(rule.align_up(frame[0]), rule.align_up(frame[1]), rule.align_up(1))

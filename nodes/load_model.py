@@ -1,7 +1,8 @@
 """The "Load SR Model" node: a checkpoint file -> spandrel ``ImageModelDescriptor`` (UPSCALE_MODEL).
 
 Our architectures load first, spandrel's for everything else (see :mod:`..arch.loader`), so the
-output plugs into core "Upscale Image (using Model)", UltimateSDUpscale and the like unchanged.
+output plugs into core "Upscale Image (using Model)", UltimateSDUpscale and the like unchanged:
+like core's loader, it carries a model patcher (``descriptor.patcher``) for ComfyUI's model management.
 The node shows what it loaded. A file is read once per (path, modification time, size): the
 last few descriptors are kept, and any other one is reused while it is alive anywhere (ComfyUI's
 output cache, another node).
@@ -20,6 +21,7 @@ from comfy_api.latest import io, ui
 from ..arch.errors import ModelLoadError
 from ..arch.loader import load_model
 from .paths import model_names, model_path
+from .residency import attach_patcher
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,7 @@ class LoadModelNode(io.ComfyNode):
     def execute(cls, model_name: str) -> io.NodeOutput:
         path = model_path(model_name)
         desc, cached = load_cached(path)
+        attach_patcher(desc)  # what core's upscale node and ComfyUI's model management use
         text = describe(desc, model_name)
         log.info(
             "[SR Transformers] %s %s: %s", "reused" if cached else "loaded", model_name, text.splitlines()[0]

@@ -1,7 +1,9 @@
 """The "Upscale Image (tiled)" node: a thin adapter from ComfyUI to :func:`..engine.runner.upscale`.
 
-ComfyUI supplies the devices (``comfy.model_management``), frees memory before the run, the
-out-of-memory exception type, the interrupt check, and the progress bar (one step per tile).
+The engine plans the run (:func:`..engine.plan.plan`); the node shows that plan, and ComfyUI's model
+management puts the weights on the device with room for one planned tile
+(:class:`.residency.ComfyPlacement`). ComfyUI also supplies the devices, the IMAGE dtype, the
+out-of-memory exception type, the interrupt check and the progress bar (one step per tile).
 """
 
 from __future__ import annotations
@@ -14,50 +16,45 @@ import comfy.utils
 import torch
 from comfy_api.latest import io
 
-from ..engine.memory import model_bytes, tile_bytes
-from ..engine.precision import PRECISIONS, choose_precision
-from ..engine.runner import Host, Settings, output_size, upscale
-from ..engine.tiling import SizeRule, count_tiles, tile_shape
+from ..engine.plan import Plan, plan
+from ..engine.precision import PRECISIONS
+from ..engine.runner import Host, Settings, upscale
+from . import host_compat
+from .residency import ComfyPlacement
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OVERLAP = 32
-PLANNING_TILE = 512  # memory freed up front when the tile size is automatic
 
 
-def _force_fp32() -> bool:
-    try:
-        from comfy.cli_args import args
-    except ImportError:
-        return False
-    return bool(getattr(args, "force_fp32", False))
-
-
-def _host(device: torch.device, pbar: comfy.utils.ProgressBar) -> Host:
+def comfy_host(device: torch.device, pbar: comfy.utils.ProgressBar) -> Host:
+    """The engine's view of ComfyUI."""
     return Host(
         device=device,
         offload_device=mm.unet_offload_device(),
         output_device=mm.intermediate_device(),
+        output_dtype=host_compat.intermediate_dtype(),
         free_memory=lambda dev: int(mm.get_free_memory(dev)),
         empty_cache=mm.soft_empty_cache,
         progress=lambda done, total: pbar.update_absolute(done, total),
         check_interrupt=mm.throw_exception_if_processing_interrupted,
-        oom_exceptions=(mm.OOM_EXCEPTION,),  # a catch-all Exception only counts when it reads like OOM
+        oom_exceptions=host_compat.oom_exceptions(),  # a catch-all Exception only counts when it reads like OOM
         warn=lambda msg: log.warning("[SR Transformers] %s", msg),
+        placement=ComfyPlacement,
     )
 
 
-def _summary(r, shape, out: tuple[int, int], seconds: float) -> str:
+def summary(r, run_plan: Plan, seconds: float) -> str:
     """One log line: frames, sizes, dtype, tiles, time."""
-    b, h, w, _ = shape
     dtype = str(r.dtype).removeprefix("torch.")
     backoffs = f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else ""
     if r.fp32_from_tile:
         dtype += f" (float32 from tile {r.fp32_from_tile}: NaN/inf in {dtype})"
     elif r.nonfinite_tiles:
         dtype += f" ({r.nonfinite_tiles} tiles redone in float32: NaN/inf)"
+    out_h, out_w = run_plan.output_size
     return (
-        f"{b} frame(s) {w}x{h} -> {out[1]}x{out[0]} in {dtype}, tiles {r.tile[1]}x{r.tile[0]} "
+        f"{run_plan.frames} frame(s) -> {out_w}x{out_h} in {dtype}, tiles {r.tile[1]}x{r.tile[0]} "
         f"overlap {r.overlap}: {r.tiles_run} tiles in {seconds:.2f} s{backoffs}"
     )
 
@@ -136,7 +133,9 @@ class UpscaleTiledNode(io.ComfyNode):
                 ),
             ],
             outputs=[
-                io.Image.Output(tooltip="The upscaled images, float32 in [0, 1]."),
+                io.Image.Output(
+                    tooltip="The upscaled images in [0, 1], in ComfyUI's IMAGE dtype (float32; float16 with --fp16-intermediates)."
+                ),
                 io.Mask.Output(
                     tooltip=(
                         "The mask input resized to the output (or 1 - alpha of an RGBA image); an empty "
@@ -157,34 +156,22 @@ class UpscaleTiledNode(io.ComfyNode):
         output_scale: float = 0.0,
         mask: torch.Tensor | None = None,
     ) -> io.NodeOutput:
-        if precision == "auto" and _force_fp32():
+        if precision == "auto" and host_compat.force_fp32():
             precision = "fp32"
         device = mm.get_torch_device()
         settings = Settings(
             tile=tile_size, overlap=overlap, precision=precision, output_scale=output_scale or 0.0
         )
-        b, h, w, _ = image.shape
-
-        # free device memory for the weights and one tile before starting
-        choice = choose_precision(
-            precision, device, upscale_model.supports_half, upscale_model.supports_bfloat16
-        )
-        rule = SizeRule.of(upscale_model.size_requirements)
-        th, tw = tile_shape(h, w, tile_size or PLANNING_TILE, rule)
-        required = model_bytes(upscale_model.model, choice.dtype) + tile_bytes(
-            upscale_model, th, tw, choice.dtype
-        )
-        mm.free_memory(required, device)
-
-        pbar = comfy.utils.ProgressBar(b * count_tiles(max(h, th), max(w, tw), th, tw, min(overlap, th // 2)))
+        run_plan = plan(upscale_model, image.shape, settings, device)
+        log.info("[SR Transformers] plan: %s", run_plan.describe())
+        pbar = comfy.utils.ProgressBar(run_plan.total_tiles)
         start = time.perf_counter()
-        result = upscale(upscale_model, image, settings, _host(device, pbar), mask=mask)
-        out_h, out_w = output_size(h, w, int(upscale_model.scale), settings.output_scale)
+        result = upscale(
+            upscale_model, image, settings, comfy_host(device, pbar), mask=mask, run_plan=run_plan
+        )
         out_mask = result.mask
         if out_mask is None:
+            out_h, out_w = run_plan.output_size
             out_mask = torch.zeros((1, out_h, out_w), dtype=torch.float32, device=mm.intermediate_device())
-        log.info(
-            "[SR Transformers] %s",
-            _summary(result.report, image.shape, (out_h, out_w), time.perf_counter() - start),
-        )
+        log.info("[SR Transformers] %s", summary(result.report, run_plan, time.perf_counter() - start))
         return io.NodeOutput(result.image, out_mask)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from engine_models import PerPixel, per_pixel, untiled, wrap
 
-from srt.engine.precision import PlacedModel, choose_precision
+from srt.engine.placement import LocalPlacement
+from srt.engine.precision import choose_precision
 from srt.engine.runner import Host, NonFiniteOutputError, Settings, upscale
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda")
@@ -42,18 +43,18 @@ def test_choose_precision_rejects_unknown():
         choose_precision("fp8", CPU, True, True)
 
 
-def test_placed_model_restores_the_original_weights():
+def test_local_placement_restores_the_original_weights():
     model = PerPixel()
     model.register_buffer("stat", torch.linspace(0, 1, 7) / 3)
     before = {k: (v.data_ptr(), v.clone()) for k, v in model.state_dict().items()}
-    placed = PlacedModel(model, CPU, CPU)
-    placed.set_dtype(torch.bfloat16)
+    placed = LocalPlacement(model, CPU, CPU)
+    assert placed.module(torch.bfloat16) is model
     assert model.conv.weight.dtype == torch.bfloat16 and model.stat.dtype == torch.bfloat16
-    placed.set_dtype(torch.float32)  # back to fp32 from the originals, not from rounded bf16
+    placed.module(torch.float32)  # back to fp32 from the originals, not from rounded bf16
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k][1]), k
-    placed.set_dtype(torch.float16)
-    placed.release()
+    placed.module(torch.float16)
+    placed.done()
     for k, v in model.state_dict().items():
         assert v.dtype == torch.float32 and v.data_ptr() == before[k][0] and torch.equal(v, before[k][1]), k
 
