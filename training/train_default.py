@@ -1,0 +1,177 @@
+"""Train one of the default models; resumable and deterministic (one CPU thread, seeded).
+
+    python -m training.train_default --scale 2          # ~1 h on one core, resumes if stopped
+    python -m training.train_default --scale 4          # fine-tunes the finished x2 model
+    python -m training.train_default --scale 2 --ship   # copy the run's EMA weights to weights/
+
+Recipe: L1 loss, Adam (0.9, 0.99), linear warm-up then cosine decay, batch 6 of 48 px LR
+patches (random crop, flips, rot90) from :mod:`training.data`'s photos, bicubic degradation,
+EMA of the weights (what is exported). Step 0 sets the pixelshuffledirect head by least squares
+(:func:`training.recipe.fit_readout`); x4 starts from the trained x2 model (all but the head).
+
+Every ``--every`` steps the run writes ``training/runs/x<scale>/latest.pt`` (model, EMA,
+optimiser, sampler state) and the EMA weights as ``ema.safetensors``; starting the command
+again continues from there, drawing the same batches an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import time
+
+import torch
+
+from . import RUNS, import_pack
+from .data import PatchSampler, training_images
+from .recipe import build_model, fit_readout, save_official, shipped_path
+
+SEED = 2024
+DEFAULT_STEPS = {2: 800, 4: 1000}
+PEAK_LR = {2: 8e-4, 4: 5e-4}
+
+
+def run_dir(scale: int) -> str:
+    return os.path.join(RUNS, f"x{scale}")
+
+
+def learning_rate(step: int, total: int, peak: float, warmup: int = 50, floor: float = 0.02) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine from ``peak`` down to ``floor * peak``."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+class EMA:
+    """Exponential moving average of a model's parameters (buffers copied), BasicSR's params_ema."""
+
+    def __init__(self, model: torch.nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        decay = min(self.decay, (1 + step) / (10 + step))  # short memory early on
+        for k, v in model.state_dict().items():
+            if v.dtype.is_floating_point:
+                self.state[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
+            else:
+                self.state[k].copy_(v)
+
+
+def start_model(scale: int, sampler_seed: int) -> torch.nn.Module:
+    """Step-0 model: official init (x2) or the trained x2 trunk (x4), head fitted by least squares."""
+    model = build_model(scale)
+    if scale != 2:
+        x2 = os.path.join(run_dir(2), "ema.safetensors")
+        if not os.path.isfile(x2):
+            raise SystemExit(f"{x2} not found: train x2 first (python -m training.train_default --scale 2)")
+        from safetensors.torch import load_file
+
+        trunk = {k: v for k, v in load_file(x2).items() if not k.startswith("upsample.")}
+        trunk.pop("relative_position_index_SA", None)
+        missing, unexpected = model.load_state_dict(trunk, strict=False)
+        assert not unexpected and all(k.startswith("upsample.") for k in missing), (missing, unexpected)
+    model.exact_fp32 = False  # autograd: SDPA attention
+    fit_sampler = PatchSampler([img for _, img in training_images()], scale, 48, 6, seed=sampler_seed)
+    err = fit_readout(model, [fit_sampler.next() for _ in range(4)])
+    print(f"x{scale}: head fitted by least squares, L1 {err:.4f}", flush=True)
+    return model
+
+
+def save_checkpoint(path: str, **state) -> None:
+    tmp = path + ".tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def train(scale: int, steps: int, every: int) -> None:
+    folder = run_dir(scale)
+    os.makedirs(folder, exist_ok=True)
+    latest = os.path.join(folder, "latest.pt")
+    sampler = PatchSampler([img for _, img in training_images()], scale, 48, 6, seed=SEED + scale)
+    if os.path.isfile(latest):
+        ckpt = torch.load(latest, map_location="cpu", weights_only=True)
+        model = build_model(scale)
+        model.load_state_dict(ckpt["model"])
+        model.exact_fp32 = False
+        ema = EMA(model, 0.995)
+        ema.state = ckpt["ema"]
+        opt = torch.optim.Adam(model.parameters(), lr=PEAK_LR[scale], betas=(0.9, 0.99))
+        opt.load_state_dict(ckpt["optimizer"])
+        sampler.restore(ckpt["sampler"])
+        step, elapsed = ckpt["step"], ckpt["elapsed_s"]
+        print(f"x{scale}: resumed at step {step} ({elapsed / 60:.0f} min trained)", flush=True)
+    else:
+        model = start_model(scale, sampler_seed=SEED + 100 + scale)
+        ema = EMA(model, 0.995)
+        opt = torch.optim.Adam(model.parameters(), lr=PEAK_LR[scale], betas=(0.9, 0.99))
+        step, elapsed = 0, 0.0
+    model.train()
+    loss_sum, t0 = 0.0, time.perf_counter()
+    while step < steps:
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(step, steps, PEAK_LR[scale])
+        lr_img, hr = sampler.next()
+        loss = (model(lr_img) - hr).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        ema.update(model, step)
+        loss_sum += loss.item()
+        if step % every == 0 or step == steps:
+            now = time.perf_counter()
+            elapsed += now - t0
+            n = every if step % every == 0 else step % every
+            print(
+                f"x{scale} step {step}/{steps} L1 {loss_sum / n:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"{(now - t0) / n:.2f} s/step, {elapsed / 60:.1f} min",
+                flush=True,
+            )
+            save_checkpoint(
+                latest, model=model.state_dict(), ema=ema.state, optimizer=opt.state_dict(),
+                sampler=sampler.state(), step=step, elapsed_s=elapsed,
+            )  # fmt: skip
+            save_official(
+                model, os.path.join(folder, "ema.safetensors"), ema.state, _provenance(step, elapsed)
+            )
+            loss_sum, t0 = 0.0, time.perf_counter()
+    print(f"x{scale}: done, {step} steps", flush=True)
+
+
+def _provenance(step: int, elapsed: float) -> dict:
+    return {"made_by": "training/train_default.py", "steps": step, "train_minutes": round(elapsed / 60, 1)}
+
+
+def ship(scale: int) -> None:
+    """Copy the run's EMA weights to ``weights/`` (what the repository tracks)."""
+    import shutil
+
+    src = os.path.join(run_dir(scale), "ema.safetensors")
+    shutil.copyfile(src, shipped_path(scale))
+    print(f"shipped {src} -> {shipped_path(scale)} ({os.path.getsize(src) / 2**20:.2f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--scale", type=int, choices=(2, 4), required=True)
+    parser.add_argument("--steps", type=int, default=None, help="total steps (default: 800 x2, 1000 x4)")
+    parser.add_argument("--every", type=int, default=25, help="checkpoint every N steps")
+    parser.add_argument("--ship", action="store_true", help="copy the EMA weights to weights/ and stop")
+    args = parser.parse_args()
+    import_pack()
+    if args.ship:
+        ship(args.scale)
+        return
+    torch.set_num_threads(1)
+    torch.manual_seed(SEED)
+    train(args.scale, args.steps or DEFAULT_STEPS[args.scale], args.every)
+
+
+if __name__ == "__main__":
+    main()
