@@ -7,8 +7,8 @@ in between and is bridged here:
   ``upscale_model.patcher``; 0.3.64 has only ``ModelPatcher`` and its loader attaches none.
 * the IMAGE dtype: ``model_management.intermediate_dtype()`` exists from some version on
   (``--fp16-intermediates``); older hosts use float32.
-* out-of-memory errors: newer hosts recognise accelerator errors through ``is_oom``; older ones
-  only through ``OOM_EXCEPTION``.
+* ``--force-fp32`` and the out-of-memory exception type are read here too, so the nodes never
+  touch ``comfy.cli_args`` or host constants directly.
 * 0.3.64's core upscale node moves the model with ``.to()`` behind the model manager's back,
   so a patcher it has registered may say "loaded" for weights that are back on the CPU.
 
@@ -28,7 +28,6 @@ log = logging.getLogger(__name__)
 
 REQUIRES_COMFYUI = ">=0.3.64"  # also in pyproject.toml ([tool.comfy] requires-comfyui)
 
-_PATCHER_CLASS = getattr(comfy.model_patcher, "CoreModelPatcher", comfy.model_patcher.ModelPatcher)
 # Bookkeeping a patcher writes on the module it manages: a copy of the module must start fresh.
 _PATCHER_STATE = {
     "model_loaded_weight_memory": 0,
@@ -39,9 +38,14 @@ _PATCHER_STATE = {
 }
 
 
+def patcher_class() -> type:
+    """``CoreModelPatcher`` where the host has it, else ``ModelPatcher``."""
+    return getattr(comfy.model_patcher, "CoreModelPatcher", None) or comfy.model_patcher.ModelPatcher
+
+
 def new_patcher(module: nn.Module):
     """A model patcher around ``module`` with ComfyUI's load and offload devices, as core's loader makes."""
-    return _PATCHER_CLASS(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
+    return patcher_class()(module, load_device=mm.get_torch_device(), offload_device=mm.unet_offload_device())
 
 
 def ensure_patcher(desc):

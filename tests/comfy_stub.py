@@ -1,0 +1,214 @@
+"""A stand-in for the few ComfyUI modules the nodes import, so node logic runs in CI without ComfyUI.
+
+It models what the nodes rely on, as both supported hosts do it (checked against the real
+0.3.64 and 0.33 sources; ``tests/host/check_host.py`` runs the real thing):
+
+* ``comfy.model_management``: ``current_loaded_models`` of records holding a patcher;
+  ``load_models_gpu`` loads a patcher that is not registered yet (moves its module to the load
+  device) and registers it, and leaves a registered one alone -- even if its module was moved
+  away, as the real one does; ``free_memory`` unloads registered models (ON_DETACH callbacks,
+  module back to the offload device). Every call is recorded in ``calls``.
+* ``comfy.model_patcher``: ``ModelPatcher`` (both hosts) and ``CoreModelPatcher`` (0.33 only).
+* ``comfy_api.latest``: ``io``/``ui`` as plain records of what the schema declares.
+* ``folder_paths``: model folders in a temporary directory.
+
+``install(version)`` puts the modules into ``sys.modules``; ``version`` is ``"0.3.64"`` (no
+``CoreModelPatcher``, no ``intermediate_dtype``) or ``"0.33"``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+import torch
+
+CPU = torch.device("cpu")
+
+
+class Record:
+    """Any schema object: remembers its arguments."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return Record
+
+
+class IOType:
+    Input = Record
+    Output = Record
+
+
+class NodeOutput:
+    def __init__(self, *result, ui=None) -> None:
+        self.result, self.ui = result, ui
+
+
+def _io_module() -> types.ModuleType:
+    io = types.ModuleType("comfy_api.latest.io")
+    io.ComfyNode = type("ComfyNode", (), {})
+    io.Schema = Record
+    io.NodeOutput = NodeOutput
+    io.FolderType = types.SimpleNamespace(temp="temp", output="output")
+    io.__getattr__ = lambda name: IOType  # Image, Int, Combo, UpscaleModel, ...
+    return io
+
+
+class ModelPatcher:
+    def __init__(self, model, load_device, offload_device, size=0, weight_inplace_update=False) -> None:
+        self.model, self.load_device, self.offload_device = model, load_device, offload_device
+        self.callbacks: dict[str, list] = {}
+
+    def add_callback(self, call_type: str, callback) -> None:
+        self.callbacks.setdefault(call_type, []).append(callback)
+
+    def detach(self, unpatch_all: bool = True):
+        self.model.to(self.offload_device)
+        for callback in self.callbacks.get("on_detach_after", []):
+            callback(self, unpatch_all)
+        return self.model
+
+
+class LoadedModel:
+    def __init__(self, patcher) -> None:
+        self.model = patcher
+
+    def model_unload(self, memory_to_free=None, unpatch_weights=True) -> bool:
+        self.model.detach(unpatch_weights)
+        return True
+
+
+class ModelManagement(types.ModuleType):
+    """``comfy.model_management`` on one device (the CPU stands for the GPU)."""
+
+    OOM_EXCEPTION = torch.cuda.OutOfMemoryError
+
+    def __init__(self, intermediate: torch.dtype | None) -> None:
+        super().__init__("comfy.model_management")
+        self.current_loaded_models: list[LoadedModel] = []
+        self.calls: list[tuple] = []
+        self.interrupted = False
+        if intermediate is not None:
+            self.intermediate_dtype = lambda: intermediate
+
+    def get_torch_device(self):
+        return CPU
+
+    unet_offload_device = intermediate_device = get_torch_device
+
+    def get_free_memory(self, dev=None, torch_free_too=False):
+        return 8 * 2**30
+
+    def soft_empty_cache(self, force=False):
+        pass
+
+    def throw_exception_if_processing_interrupted(self):
+        if self.interrupted:
+            self.interrupted = False
+            raise InterruptedError("Processing interrupted")
+
+    def load_models_gpu(
+        self,
+        models,
+        memory_required=0,
+        force_patch_weights=False,
+        minimum_memory_required=None,
+        force_full_load=False,
+    ):
+        self.calls.append(("load_models_gpu", list(models), memory_required, force_full_load))
+        for patcher in models:
+            if not any(lm.model is patcher for lm in self.current_loaded_models):
+                patcher.model.to(patcher.load_device)
+                self.current_loaded_models.insert(0, LoadedModel(patcher))
+
+    def free_memory(self, memory_required, device, keep_loaded=()):
+        self.calls.append(("free_memory", memory_required))
+        unloaded = [lm for lm in self.current_loaded_models if lm not in keep_loaded]
+        for lm in unloaded:
+            lm.model_unload()
+            self.current_loaded_models.remove(lm)
+        return unloaded
+
+
+def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.float32) -> ModelManagement:
+    """Put stub ComfyUI modules (of host ``version``) into ``sys.modules``; returns the model manager."""
+    new = version != "0.3.64"
+    comfy = types.ModuleType("comfy")
+    comfy.__path__ = []
+    mm = ModelManagement(intermediate if new else None)
+    patcher_mod = types.ModuleType("comfy.model_patcher")
+    patcher_mod.ModelPatcher = ModelPatcher
+    if new:
+        patcher_mod.CoreModelPatcher = ModelPatcher
+    extension = types.ModuleType("comfy.patcher_extension")
+    extension.CallbacksMP = types.SimpleNamespace(ON_DETACH="on_detach_after")
+    utils = types.ModuleType("comfy.utils")
+    utils.ProgressBar = type(
+        "ProgressBar",
+        (),
+        {"__init__": lambda self, total: None, "update_absolute": lambda self, v, t=None: None},
+    )
+    cli_args = types.ModuleType("comfy.cli_args")
+    cli_args.args = types.SimpleNamespace(force_fp32=False)
+    for name, mod in {
+        "model_management": mm,
+        "model_patcher": patcher_mod,
+        "patcher_extension": extension,
+        "utils": utils,
+        "cli_args": cli_args,
+    }.items():
+        setattr(comfy, name, mod)
+        sys.modules[f"comfy.{name}"] = mod
+    sys.modules["comfy"] = comfy
+
+    api = types.ModuleType("comfy_api")
+    api.__path__ = []
+    latest = types.ModuleType("comfy_api.latest")
+    latest.io = _io_module()
+    latest.ui = types.ModuleType("comfy_api.latest.ui")
+    latest.ui.PreviewText = Record
+    latest.ui.__getattr__ = lambda name: Record
+    latest.ComfyExtension = type("ComfyExtension", (), {})
+    sys.modules.update({"comfy_api": api, "comfy_api.latest": latest})
+
+    folders = types.ModuleType("folder_paths")
+    folders.folder_names_and_paths = {
+        "upscale_models": ([os.path.join(weights_dir, "upscale_models")], set())
+    }
+
+    def add_model_folder_path(name, path, is_default=False):
+        paths, exts = folders.folder_names_and_paths.setdefault(name, ([], set()))
+        if path not in paths:
+            paths.insert(0, path) if is_default else paths.append(path)
+
+    def get_folder_paths(name):
+        return list(folders.folder_names_and_paths[name][0])
+
+    def get_filename_list(name):
+        paths, _ = folders.folder_names_and_paths[name]
+        return sorted(f for p in paths if os.path.isdir(p) for f in os.listdir(p))
+
+    def get_full_path(name, filename):
+        for p in folders.folder_names_and_paths[name][0]:
+            if os.path.isfile(os.path.join(p, filename)):
+                return os.path.join(p, filename)
+        return None
+
+    folders.add_model_folder_path = add_model_folder_path
+    folders.get_folder_paths = get_folder_paths
+    folders.get_filename_list = get_filename_list
+    folders.get_full_path = get_full_path
+    folders.get_temp_directory = lambda: os.path.join(weights_dir, "temp")
+    sys.modules["folder_paths"] = folders
+    return mm
+
+
+def uninstall() -> None:
+    for name in list(sys.modules):
+        if name.split(".")[0] in ("comfy", "comfy_api", "folder_paths") or name.startswith("srt.nodes"):
+            del sys.modules[name]
