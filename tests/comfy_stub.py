@@ -182,9 +182,9 @@ def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.fl
     }
 
     def add_model_folder_path(name, path, is_default=False):
-        paths, exts = folders.folder_names_and_paths.setdefault(name, ([], set()))
+        paths = folders.folder_names_and_paths.setdefault(name, ([], set()))[0]
         if path not in paths:
-            paths.insert(0, path) if is_default else paths.append(path)
+            paths.insert(0 if is_default else len(paths), path)
 
     def get_folder_paths(name):
         return list(folders.folder_names_and_paths[name][0])
