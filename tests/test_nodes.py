@@ -180,3 +180,11 @@ def test_the_plan_is_shown(host, caplog):
     text = caplog.text
     assert "plan: fp32, tile 16x16, overlap 8, 16 tile(s), output 80x80" in text
     assert "1 frame(s) -> 80x80 in float32, tiles 16x16 overlap 8: 16 tiles" in text
+
+
+def test_pyproject_declares_the_oldest_supported_host(host):
+    import tomllib
+
+    with open(os.path.join(os.path.dirname(ASSETS), "..", "pyproject.toml"), "rb") as fh:
+        declared = tomllib.load(fh)["tool"]["comfy"]["requires-comfyui"]
+    assert declared == host.host_compat.REQUIRES_COMFYUI == ">=0.3.64"
