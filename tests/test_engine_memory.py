@@ -183,3 +183,15 @@ def test_batch_memory_is_bounded_by_one_frame():
 
     one, many = extra(1), extra(6)
     assert many <= one + out_frame // 4, (one, many)
+
+
+def test_frames_are_blended_on_the_device_when_their_output_fits():
+    from srt.engine.runner import _blend_device
+
+    gib = 2**30
+    gpu = Host(device=torch.device("cuda"), output_device=torch.device("cpu"), free_memory=lambda d: 10 * gib)
+    assert _blend_device(gpu, 1 * gib) == (torch.device("cuda"), 9 * gib)  # one copy per frame
+    assert _blend_device(gpu, 3 * gib) == (torch.device("cpu"), 10 * gib)  # too big: blend in RAM
+    unknown = Host(device=torch.device("cuda"), output_device=torch.device("cpu"))
+    assert _blend_device(unknown, 1) == (torch.device("cpu"), None)
+    assert _blend_device(Host(free_memory=lambda d: 10 * gib), 1)[0] == torch.device("cpu")

@@ -156,3 +156,17 @@ def test_output_is_clamped_float32_on_the_output_device():
     out = result.image
     assert out.dtype == torch.float32 and out.device == CPU
     assert out.min() == 0.0 and out.max() == 1.0
+
+
+def test_a_late_nonfinite_tile_in_a_later_frame_is_found_and_redone():
+    """After the first tiles, flags are read once per frame: a bad tile deep in frame 2 is still redone."""
+    desc = wrap(OverflowsInHalf(), 2)
+    image = torch.cat(
+        [_bright_right(dark=1.0), _bright_right(dark=0.75)]
+    )  # frame 1 dark, frame 2 bright right
+    warnings: list[str] = []
+    result = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp16"), Host(warn=warnings.append))
+    assert result.report.nonfinite_tiles == 2 and result.report.fp32_from_tile == 0
+    assert torch.isfinite(result.image).all() and len(warnings) == 1
+    fp32 = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
+    torch.testing.assert_close(result.image[1, :, 96:], fp32[1, :, 96:], atol=0, rtol=0)
