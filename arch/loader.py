@@ -21,6 +21,7 @@ from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
 from .common.state import training_config
 from .errors import CheckpointReadError, ConfigError, ModelLoadError, UnsupportedArchitectureError
+from .registry import REGISTRY, closest_family
 from .safe_unpickle import restricted_load
 
 MODEL_EXTENSIONS = (".safetensors", ".pth", ".pt", ".ckpt", ".bin", ".plt")  # .plt: nhs2828 RGT
@@ -123,19 +124,10 @@ def unwrap_state_dict(obj: dict, source: str = "<state dict>") -> dict[str, torc
     return tensors
 
 
-def _closest_family(state_dict: dict) -> str:
-    from . import OUR_ARCHITECTURES
-
-    best = min(OUR_ARCHITECTURES, key=lambda a: len(a.missing(state_dict)) / max(1, len(a.required_keys)))
-    miss = best.missing(state_dict)
-    shown = ", ".join(miss[:6]) + (f" and {len(miss) - 6} more" if len(miss) > 6 else "")
-    return f"closest of ours: {best.name} (missing keys: {shown})"
-
-
-def _build(arch, sd: dict, config: dict, source: str) -> ImageModelDescriptor:
+def _build(arch, sd: dict, metadata: dict, source: str) -> ImageModelDescriptor:
     """``arch.load_with_config`` with errors that name ``source``."""
     try:
-        return arch.load_with_config(sd, config or None)
+        return arch.load_with_config(sd, metadata or None)
     except ConfigError as e:
         raise ConfigError(f"{source}: {e}") from e
     except (RuntimeError, KeyError, IndexError, ValueError) as e:
@@ -153,19 +145,17 @@ def load_state_dict(
     state_dict: dict, metadata: dict | None = None, source: str = "<state dict>"
 ) -> ImageModelDescriptor:
     """Detect the architecture of ``state_dict`` and build its descriptor (ours first)."""
-    from . import REGISTRY
-
     sd = unwrap_state_dict(state_dict, source)
-    config = training_config(metadata)
+    hyperparameters = training_config(metadata)
     for support in REGISTRY.architectures("detection"):
         if support.detect(sd):
-            return _build(support.architecture, sd, config, source)
+            return _build(support.architecture, sd, hyperparameters, source)
     try:
         desc = MAIN_REGISTRY.load(sd)
     except UnsupportedModelError as e:
         raise UnsupportedArchitectureError(
             f"{source}: not a super-resolution model that this pack or spandrel recognises "
-            f"({_closest_family(sd)}). Check that the file is a complete generator checkpoint; "
+            f"({closest_family(sd)}). Check that the file is a complete generator checkpoint; "
             "if it is another architecture, see spandrel's list of supported models."
         ) from e
     except (RuntimeError, KeyError, IndexError, ValueError) as e:

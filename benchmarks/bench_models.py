@@ -13,42 +13,14 @@ Run from the repository root.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
-import sys
-import types
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-ORACLE = os.path.join(os.path.dirname(REPO), "shared", "oracle", "weights.py")
+from .common import REPO, import_pack, print_table, time_call
+
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 DEFAULT_VARIANTS = ["RGT_S_x4", "RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]
-
-
-def _import_pack():
-    if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [REPO]
-        sys.modules["srt"] = pkg
-    import srt.arch as arch
-
-    return arch
-
-
-def _oracle():
-    spec = importlib.util.spec_from_file_location("oracle_weights", ORACLE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-def _photo(size: int) -> torch.Tensor:
-    import numpy as np
-    from skimage import data
-
-    img = data.astronaut()[100 : 100 + size, 150 : 150 + size].astype(np.float32) / 255.0
-    return torch.from_numpy(img).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def _peak_mib(device: torch.device) -> float:
@@ -61,9 +33,9 @@ def _peak_mib(device: torch.device) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from spandrel import MAIN_REGISTRY
-
-    from benchmarks.common import print_table, time_call
+    import_pack()
+    import srt.arch as arch
+    from srt.tests.model_helpers import load_oracle, max_abs, photo_crop, spandrel_reference
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
@@ -77,20 +49,20 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    arch, oracle = _import_pack(), _oracle()
+    oracle = load_oracle()
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
-    x = _photo(args.size).to(device, dtype)
+    x = photo_crop("astronaut", 100, 150, args.size, args.size).to(device, dtype)
     rows = []
     for variant in args.variants:
         sd = oracle.make_state_dict(variant)
         ours = arch.load_state_dict(dict(sd)).model.eval().to(device, dtype)
-        ref = MAIN_REGISTRY.load(dict(sd)).model.eval().to(device, dtype)
+        ref = spandrel_reference(sd).to(device, dtype)
         row = {"variant": variant, "size": args.size, "dtype": args.dtype, "device": args.device}
         with torch.inference_mode():
             y_ours = ours(x).float()  # also the warm-up
             try:
                 y_ref = ref(x).float()
-                diff = f"{(y_ours - y_ref).abs().max().item():.2e}"
+                diff = f"{max_abs(y_ours, y_ref):.2e}"
             except Exception as e:  # spandrel's half-precision crashes are part of the table
                 ref, diff = None, f"spandrel error: {type(e).__name__}"
             # Alternate ours/spandrel and keep the best of N, so a load spike cannot land on one side.

@@ -25,14 +25,12 @@ import argparse
 import itertools
 import math
 import os
-import sys
-import types
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .common import REPO, import_pack, print_table, time_call
 
 
 def _feather(n: int, feather: int) -> Tensor:
@@ -89,10 +87,7 @@ def psnr(a: Tensor, b: Tensor) -> float:
 
 
 def _import_pack():
-    if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [REPO]
-        sys.modules["srt"] = pkg
+    import_pack()
     import srt.arch as arch
     import srt.engine.runner as runner
 
@@ -111,28 +106,20 @@ def _model(name: str, arch):
 
         net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=32, upscale=4)
     else:
-        import importlib.util
+        from srt.tests.model_helpers import load_oracle
 
-        spec = importlib.util.spec_from_file_location(
-            "oracle_weights", os.path.join(REPO, "..", "shared", "oracle", "weights.py")
-        )
-        oracle = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(oracle)
-        return arch.load_state_dict(dict(oracle.make_state_dict(name))).eval()
+        return arch.load_state_dict(dict(load_oracle().make_state_dict(name))).eval()
     return arch.load_state_dict(net.state_dict()).eval()
 
 
 def _photo(size: int) -> Tensor:
-    import numpy as np
-    from skimage import data
+    """An astronaut crop as a ComfyUI IMAGE ``(1, H, W, C)``."""
+    from srt.tests.model_helpers import photo_crop
 
-    img = data.astronaut()[60 : 60 + size, 140 : 140 + size].astype(np.float32) / 255.0
-    return torch.from_numpy(img)[None].contiguous()  # (1, H, W, C)
+    return photo_crop("astronaut", 60, 140, size, size).permute(0, 2, 3, 1).contiguous()
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks.common import print_table, time_call
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", nargs="+", default=["compact", "span"])
     p.add_argument("--size", type=int, default=128)

@@ -1,14 +1,33 @@
-"""Shared benchmark helpers: timing (median of repeats) and a printed table + CSV."""
+"""Shared benchmark helpers: the pack and the test helpers, timing (median of repeats), a printed
+table + CSV.
+
+Benchmarks use the tests' own helpers (``srt.tests.model_helpers``: the oracle, photo crops,
+output differences, spandrel references), so a benchmark measures exactly what a test checks.
+"""
 
 from __future__ import annotations
 
 import csv
 import os
 import statistics
+import sys
 import time
+import types
 from collections.abc import Callable
 
 import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def import_pack() -> types.ModuleType:
+    """The checkout as package ``srt`` (the alias the tests use; ComfyUI imports it under its
+    folder name), without putting the repo root on ``sys.path``."""
+    if "srt" not in sys.modules:
+        pkg = types.ModuleType("srt")
+        pkg.__path__ = [REPO]
+        sys.modules["srt"] = pkg
+    return sys.modules["srt"]
 
 
 def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:

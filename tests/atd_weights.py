@@ -64,7 +64,7 @@ def official_init(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tens
 def official_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """``model``'s weights with the buffer the official ATD also saves (``relative_position_index_SA``,
     which ours rebuilds instead of storing), so the official code and spandrel load the file strictly."""
-    from srt.arch.common.windows import relative_position_index
+    from srt.arch.common.position import relative_position_index
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     state["relative_position_index_SA"] = relative_position_index(model.window_size, model.window_size)
@@ -85,7 +85,7 @@ def train(model: torch.nn.Module, steps: int = 600, batch: int = 4, size: int = 
     """L1 training on bicubic pairs (in place); ``model.exact_fp32`` off: autograd needs SDPA."""
     photos = _photos()
     gen = torch.Generator().manual_seed(1)
-    scale = model.upscale
+    scale = model.scale
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     model.train()
     model.exact_fp32 = False

@@ -10,18 +10,15 @@ The root ``__init__.py`` (the ComfyUI entry point) is not executed.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import sys
 import types
 
-import numpy as np
 import pytest
 import torch
+from model_helpers import load_oracle, photo_crop
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED = os.path.join(os.path.dirname(REPO), "shared")
-ORACLE_DIR = os.path.join(SHARED, "oracle")
 
 if "srt" not in sys.modules:
     pkg = types.ModuleType("srt")
@@ -32,32 +29,10 @@ if "srt" not in sys.modules:
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
-def _load_oracle():
-    path = os.path.join(ORACLE_DIR, "weights.py")
-    if not os.path.exists(path):
-        raise RuntimeError(f"oracle data not found at {ORACLE_DIR}: clone ../shared beside the repo")
-    spec = importlib.util.spec_from_file_location("oracle_weights", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 @pytest.fixture(scope="session")
 def oracle():
     """The shared oracle module: make_state_dict(variant), load_golden(variant), psnr(a, b)."""
-    return _load_oracle()
-
-
-def photo_crop(name: str, top: int, left: int, h: int, w: int) -> torch.Tensor:
-    """A real photo crop from scikit-image as a float32 NCHW tensor in [0, 1]."""
-    from skimage import data
-
-    img = getattr(data, name)()
-    if img.ndim == 2:
-        img = np.stack([img] * 3, axis=-1)
-    crop = img[top : top + h, left : left + w, :3].astype(np.float32) / 255.0
-    assert crop.shape[:2] == (h, w), f"crop {name} {top},{left} {h}x{w} is out of bounds"
-    return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).unsqueeze(0)
+    return load_oracle()
 
 
 @pytest.fixture(scope="session")
@@ -69,6 +44,12 @@ def crop():
 def state_dict(oracle):
     """Oracle weights of an official variant, built once per test module."""
     return functools.lru_cache(maxsize=None)(oracle.make_state_dict)
+
+
+@pytest.fixture(scope="module")
+def weights(state_dict):
+    """A fresh (mutable) copy of an official variant's oracle weights: ``weights(variant)``."""
+    return lambda variant: dict(state_dict(variant))
 
 
 @pytest.fixture(scope="module")

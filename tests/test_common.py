@@ -7,10 +7,12 @@ import itertools
 import pytest
 import torch
 
-from srt.arch.common.cache import GeometryCache, attach_geometry_cache
+from srt.arch.common.cache import GeometryCache
+from srt.arch.common.config import ModelConfig
+from srt.arch.common.model import SRModel
+from srt.arch.common.position import relative_position_index
 from srt.arch.common.windows import (
     MASKED_LOGIT,
-    relative_position_index,
     shift_window_mask,
     window_partition,
     window_reverse,
@@ -83,8 +85,9 @@ def test_geometry_cache_is_bounded_and_cleared_on_load():
     for key in ["a", "b", "a", "c", "b"]:
         cache.get(key, lambda key=key: calls.append(key) or torch.zeros(1))
     assert calls == ["a", "b", "c", "b"] and len(cache) == 2
-    model = torch.nn.Linear(2, 2)
-    attached = attach_geometry_cache(model)
-    attached.get("x", lambda: torch.zeros(1))
+    model = SRModel(ModelConfig()).eval()  # training with gradients rebuilds geometry on every call
+    model.proj = torch.nn.Linear(2, 2)
+    model.cached_geometry("x", torch.zeros(1), lambda: torch.zeros(1))
+    assert len(model.geometry_cache) == 1
     model.load_state_dict(model.state_dict())
-    assert len(attached) == 0
+    assert len(model.geometry_cache) == 0

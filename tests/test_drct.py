@@ -21,8 +21,8 @@ from safetensors.torch import save_file
 from spandrel.architectures.DRCT import DRCT as ReferenceDRCT
 
 from srt.arch import REGISTRY, load_model, load_state_dict
+from srt.arch.common.windows import shifted_regions
 from srt.arch.drct import DRCT, DRCTArch, DRCTConfig, read_config
-from srt.arch.drct.blocks import shifted_regions
 from srt.arch.errors import ConfigError
 
 OFFICIAL = ["DRCT_x2", "DRCT_x3", "DRCT_x4", "DRCT_L_x2", "DRCT_L_x3", "DRCT_L_x4"]
@@ -107,7 +107,7 @@ def test_xl_matches_spandrel(oracle, crop):
         k: sd[k].shape for k, _ in ref.named_parameters()
     }
     desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
-    assert desc.srt_info.variant == "DRCT-XL" and desc.model.config.depth == 14
+    assert desc.srt_info.variant == "DRCT-XL" and desc.model.config.num_groups == 14
     x = crop("rocket", 100, 200, 32, 32)
     assert max_abs(run(desc.model, x), run(ref.eval(), x)) < TOL
 
@@ -144,7 +144,7 @@ def test_config_grid_round_trip(oracle, case):
     ref.load_state_dict(sd)
     cfg, _ = read_config(sd)
     expected = DRCTConfig(
-        in_ch=in_ch,
+        in_chans=in_ch,
         embed_dim=embed,
         num_heads=heads,
         window_size=window,
@@ -182,7 +182,7 @@ def test_shift_masks_equal_saved_official_masks(state_dict, ours):
     """Our four window kinds reproduce the official mask saved for the 64x64 training size."""
     saved = state_dict("DRCT_x4")["layers.0.swin2.attn_mask"]  # (16 windows, 256, 256)
     model = ours("DRCT_x4")
-    _, kinds = model.geometry(torch.zeros(1, 180, 64, 64))
+    _, kinds = model.window_biases(torch.zeros(1, 180, 64, 64))
     grid = 64 // 16
     for i in range(grid):
         for j in range(grid):
@@ -204,15 +204,16 @@ def test_geometry_cached_per_device_and_dtype(oracle):
     model.load_state_dict(with_recipe_weights(model, oracle))
     for hw in [(8, 8), (12, 20), (7, 5)]:
         run(model, torch.rand(1, 3, *hw))
-    assert len(model._geometry_cache) == 2
+    assert len(model.geometry_cache) == 2
     run(model.to(torch.bfloat16), torch.rand(1, 3, 8, 12, dtype=torch.bfloat16))
-    assert len(model._geometry_cache) == 4
-    biases, masks = model.geometry(torch.zeros(1, 24, 8, 8, dtype=torch.bfloat16))
+    assert len(model.geometry_cache) == 2, "converting the model empties the cache; bf16 entries built"
+    biases, masks = model.window_biases(torch.zeros(1, 24, 8, 8, dtype=torch.bfloat16))
+    assert len(model.geometry_cache) == 2
     assert masks.dtype == biases[0][0].dtype == torch.bfloat16
     # a copy starts empty, and loading weights empties the cache (biases derive from weights)
-    assert len(copy.deepcopy(model)._geometry_cache) == 0
+    assert len(copy.deepcopy(model).geometry_cache) == 0
     model.load_state_dict(model.state_dict())
-    assert len(model._geometry_cache) == 0
+    assert len(model.geometry_cache) == 0
 
 
 # ---- exactness ------------------------------------------------------------------------------------------

@@ -10,6 +10,8 @@ import torch
 from engine_models import PerPixel, per_pixel, untiled, wrap
 from torch.profiler import ProfilerActivity, profile
 
+from srt.arch.drct import DRCT, DRCTConfig
+from srt.arch.rgt import RGT, RGTConfig
 from srt.engine.memory import AUTO_TILE_MAX, AUTO_TILE_MIN, auto_tile_size, is_oom, looks_like_oom, tile_bytes
 from srt.engine.runner import Host, Settings, upscale
 from srt.engine.tiling import SizeRule, count_tiles
@@ -99,16 +101,16 @@ def test_oom_recognition():
     assert is_oom(KeyError("x"), (KeyError,)) and not is_oom(KeyError("x"), (Exception,))
 
 
-def _fake(arch: str, scale: int = 4, **config):
-    info = SimpleNamespace(config=config) if config else None
-    return SimpleNamespace(
-        architecture=SimpleNamespace(id=arch), scale=scale, output_channels=3, srt_info=info
-    )
+def _fake(model: torch.nn.Module | None = None, scale: int = 4):
+    """A descriptor-like object around ``model`` (built on the meta device: no memory, no time)."""
+    return SimpleNamespace(model=model, scale=scale, output_channels=3)
 
 
 def test_auto_tile_size_follows_free_memory_and_model():
     rule = SizeRule(multiple_of=16)
-    drct = _fake("DRCT", embed_dim=180, num_heads=[6] * 6, window_size=16)
+    with torch.device("meta"):
+        drct = _fake(DRCT(DRCTConfig(embed_dim=180, num_heads=(6,) * 6, window_size=16)))
+        rgt = _fake(RGT(RGTConfig(embed_dim=180, num_heads=(6,) * 6, depths=(6,) * 6, split_size=(8, 32))))
     sizes = [
         auto_tile_size(drct, free, torch.float32, rule) for free in (0.5 * GiB, 2 * GiB, 8 * GiB, 64 * GiB)
     ]
@@ -116,11 +118,10 @@ def test_auto_tile_size_follows_free_memory_and_model():
     assert all(s % 16 == 0 and AUTO_TILE_MIN <= s <= AUTO_TILE_MAX for s in sizes)
     for free, size in zip((0.5 * GiB, 2 * GiB), sizes, strict=False):
         assert tile_bytes(drct, size, size, torch.float32) <= free, "the chosen tile fits the budget"
-    conv_net = _fake("Compact")  # spandrel's zoo: ComfyUI core's rule of thumb
+    conv_net = _fake()  # spandrel's zoo: ComfyUI core's rule of thumb
     assert auto_tile_size(conv_net, 2 * GiB, torch.float32, rule) > sizes[1], (
         "a lighter model gets bigger tiles"
     )
-    rgt = _fake("RGT", embed_dim=180, num_heads=[6] * 6, split_size=[8, 32])
     assert auto_tile_size(rgt, 2 * GiB, torch.float32, rule) < auto_tile_size(
         conv_net, 2 * GiB, torch.float32, rule
     )

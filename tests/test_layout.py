@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import pathlib
+import re
 
 import pytest
 
@@ -60,3 +62,83 @@ def test_pack_shape():
     ):
         assert os.path.exists(REPO / name), name
     assert "torch==" not in (REPO / "requirements.txt").read_text()
+
+
+FAMILY_NAME = re.compile(r"rgt|drct|atd|nhs2828", re.IGNORECASE)
+
+
+def _code_words(path: pathlib.Path) -> set[str]:
+    """Identifiers and string constants of ``path`` (docstrings, i.e. prose, left out)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    docstrings = {
+        id(body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and (body := node.body)
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+    }
+    words = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            words.add(node.attr)
+        elif isinstance(node, ast.alias):
+            words.add(node.name)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.add(node.value)
+    return words
+
+
+@pytest.mark.parametrize("path", _py_files("engine"), ids=lambda p: str(p.relative_to(REPO)))
+def test_engine_names_no_family(path):
+    """The engine asks the model (working set, tile multiple, caches); it never matches a family."""
+    named = sorted(w for w in _code_words(path) if FAMILY_NAME.search(w))
+    assert not named, f"{path.relative_to(REPO)} names architecture families: {named}"
+
+
+@pytest.mark.parametrize("path", _py_files("arch"), ids=lambda p: str(p.relative_to(REPO)))
+def test_arch_modules_stay_small(path):
+    lines = len(path.read_text().splitlines())
+    assert lines <= 300, f"{path.relative_to(REPO)} has {lines} lines: split it by concept"
+
+
+def test_every_family_has_the_same_shape():
+    """config.py (frozen dataclass + read_config), the model, the detector, the engine contract."""
+    import dataclasses
+
+    from srt.arch import OUR_ARCHITECTURES
+    from srt.arch.common.config import ModelConfig
+    from srt.arch.common.model import SRModel
+
+    for arch in OUR_ARCHITECTURES:
+        package = type(arch).__module__
+        config_module = importlib.import_module(package + ".config")
+        assert config_module.read_config is type(arch).read_config, package
+        model_class = arch.model_class
+        assert issubclass(model_class, SRModel), package
+        for method in ("working_set_per_pixel", "preferred_tile_multiple"):
+            assert getattr(model_class, method) is not getattr(SRModel, method), (package, method)
+        config_classes = [
+            c for c in vars(config_module).values() if isinstance(c, type) and issubclass(c, ModelConfig)
+        ]
+        assert any(c is not ModelConfig and c.__dataclass_params__.frozen for c in config_classes), package
+        assert all(dataclasses.is_dataclass(c) for c in config_classes)
+
+
+def test_registry_and_loader_do_not_import_each_other():
+    registry = _absolute_or_relative_imports(REPO / "arch" / "registry.py")
+    loader = _absolute_or_relative_imports(REPO / "arch" / "loader.py")
+    assert "loader" not in registry and "registry" in loader
+
+
+def _absolute_or_relative_imports(path: pathlib.Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[-1])
+        elif isinstance(node, ast.ImportFrom):
+            names |= {a.name for a in node.names}
+    return names

@@ -19,13 +19,22 @@ from spandrel.architectures.RGT import RGT as ReferenceRGT
 
 from srt.arch import REGISTRY, load_model, load_state_dict
 from srt.arch.common.state import DERIVED_BUFFER_PATTERN
-from srt.arch.rgt import RGT, InputSizeError, RGTArch
+from srt.arch.rgt import RGT, InputSizeError, RGTArch, RGTConfig
 from srt.arch.rgt.attention import RectWindowAttention, recursion_steps
 from srt.arch.rgt.windows import window_groups
 
 OFFICIAL = ["RGT_x2", "RGT_x3", "RGT_x4", "RGT_S_x2", "RGT_S_x3", "RGT_S_x4"]
 TOL = 1e-4
 MIN_HALF_PSNR = 35.0
+OFFICIAL_NAMES = {
+    "depths": "depth",
+    "num_heads": "num_heads",
+    "embed_dim": "embed_dim",
+    "split_size": "split_size",
+    "c_ratio": "c_ratio",
+    "resi_connection": "resi_connection",
+    "img_range": "img_range",
+}
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -47,10 +56,12 @@ def test_official_configs_load_strictly(oracle, state_dict, variant):
     assert isinstance(desc.model, RGT) and desc.architecture.id == "RGT"
     info = desc.srt_info
     assert info.variant == ("RGT-S" if "_S_" in variant else "RGT")
-    for name in ("depth", "num_heads", "embed_dim", "split_size", "c_ratio", "resi_connection", "img_range"):
-        assert info.config[name] == official[name], name
-    assert info.config["mlp_ratio"] == official["mlp_ratio"]
-    assert desc.scale == info.scale == info.config["scale"] == official["upscale"]
+    # our config vocabulary -> the official constructor's argument names
+    for ours, theirs in OFFICIAL_NAMES.items():
+        value = official[theirs]
+        assert getattr(info.config, ours) == (tuple(value) if isinstance(value, list) else value), ours
+    assert info.config.mlp_ratio == official["mlp_ratio"]
+    assert desc.scale == info.scale == info.config.scale == official["upscale"]
     # split_size is read from the saved shift mask; only img_range is a default
     assert set(info.inferred) == {"img_range"}
     assert info.params == manifest["total_params"]
@@ -69,7 +80,7 @@ def test_checkpoint_files(state_dict, tmp_path, variant):
     torch.save({"module." + k: v for k, v in sd.items()}, tmp_path / "ddp.pth")
     for name in ("basicsr.pth", "bare.safetensors", "ddp.pth"):
         desc = load_model(tmp_path / name)
-        assert isinstance(desc.model, RGT) and desc.srt_info.config["split_size"] == [8, 32]
+        assert isinstance(desc.model, RGT) and desc.srt_info.config.split_size == (8, 32)
         assert torch.equal(desc.model.conv_last.weight, sd["conv_last.weight"])
 
 
@@ -79,16 +90,16 @@ def test_training_metadata_wins(state_dict, tmp_path):
     meta = {"split_size": [8, 32], "img_range": 1.0, "num_heads": [6] * 6, "c_ratio": 0.5, "upscale": 2}
     save_file(sd, tmp_path / "trainner.safetensors", metadata={"metadata": json.dumps(meta)})
     info = load_model(tmp_path / "trainner.safetensors").srt_info
-    assert info.inferred == {} and info.variant == "RGT-S" and info.config["split_size"] == [8, 32]
+    assert info.inferred == {} and info.variant == "RGT-S" and info.config.split_size == (8, 32)
 
 
 def test_derived_buffers_are_optional(state_dict):
     """Without saved masks the window order is a guess (smaller first); without tables, the official one."""
     sd = dict(state_dict("RGT_S_x2"))
     info = load_state_dict(without_derived(sd, keep="attns.")).srt_info  # tables kept, masks dropped
-    assert info.config["split_size"] == [8, 32] and "split_size" in info.inferred
+    assert info.config.split_size == (8, 32) and "split_size" in info.inferred
     info = load_state_dict(without_derived(sd)).srt_info
-    assert info.config["split_size"] == [8, 32] and "official" in info.inferred["split_size"]
+    assert info.config.split_size == (8, 32) and "official" in info.inferred["split_size"]
 
 
 def test_detection_names_missing_keys(state_dict):
@@ -120,9 +131,9 @@ def test_config_grid_round_trip(oracle, case):
     desc = spandrel.ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
     config = desc.srt_info.config
     assert desc.srt_info.variant == "RGT (custom)"
-    assert (config["embed_dim"], config["depth"], config["num_heads"]) == (embed, list(depth), list(heads))
-    assert (config["split_size"], config["scale"], config["in_chans"]) == (list(split), scale, in_ch)
-    assert (config["resi_connection"], config["mlp_ratio"], config["c_ratio"]) == (resi, mlp, c_ratio)
+    assert (config.embed_dim, config.depths, config.num_heads) == (embed, depth, heads)
+    assert (config.split_size, config.scale, config.in_chans) == (split, scale, in_ch)
+    assert (config.resi_connection, config.mlp_ratio, config.c_ratio) == (resi, mlp, c_ratio)
     x = torch.rand(2, in_ch, *hw, generator=torch.Generator().manual_seed(0))
     out = run(desc.model, x)
     assert out.shape == (2, in_ch, hw[0] * scale, hw[1] * scale)
@@ -134,9 +145,9 @@ def test_odd_head_count_needs_metadata(oracle):
     ref = ReferenceRGT(embed_dim=48, depth=[2], num_heads=[3], split_size=[4, 8], upscale=2, img_size=32)
     sd = with_recipe_weights(ref, oracle)
     ref.load_state_dict(sd)
-    assert RGTArch().load_with_config(sd, None).srt_info.config["num_heads"] == [2]
+    assert RGTArch().load_with_config(sd, None).srt_info.config.num_heads == (2,)
     desc = RGTArch().load_with_config(sd, {"num_heads": [3], "split_size": [4, 8]})
-    assert desc.srt_info.config["num_heads"] == [3] and "split_size" not in desc.srt_info.inferred
+    assert desc.srt_info.config.num_heads == (3,) and "split_size" not in desc.srt_info.inferred
     x = torch.rand(1, 3, 20, 24)
     assert max_abs(run(desc.model.eval(), x), run(ref.eval(), x)) < TOL
 
@@ -164,7 +175,7 @@ def test_recursion_steps_match_reference_rule():
 
 
 def test_position_biases_built_once_per_device_and_dtype(oracle, monkeypatch):
-    model = RGT(embed_dim=48, depth=(3, 2), num_heads=(2, 2), split_size=(4, 8), scale=2).eval()
+    model = RGT(RGTConfig(embed_dim=48, depths=(3, 2), num_heads=(2, 2), split_size=(4, 8), scale=2)).eval()
     model.load_state_dict(with_recipe_weights(model, oracle))
     builds = []
     original = RectWindowAttention._build_bias
@@ -186,7 +197,7 @@ def test_position_biases_built_once_per_device_and_dtype(oracle, monkeypatch):
 
 
 def test_small_inputs_are_refused_by_the_model_and_padded_by_the_descriptor(state_dict, oracle):
-    model = RGT(embed_dim=32, depth=(2,), num_heads=(2,), split_size=(4, 8), scale=2).eval()
+    model = RGT(RGTConfig(embed_dim=32, depths=(2,), num_heads=(2,), split_size=(4, 8), scale=2)).eval()
     with pytest.raises(InputSizeError, match="at least 16"):
         run(model, torch.rand(1, 3, 12, 40))
     sd = with_recipe_weights(model, oracle)

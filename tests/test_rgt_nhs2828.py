@@ -20,11 +20,11 @@ from model_helpers import max_abs, run
 from spandrel import ModelLoader
 
 from srt.arch import REGISTRY, load_state_dict
+from srt.arch.common.image import pad_bottom_right
 from srt.arch.errors import ConfigError
 from srt.arch.rgt import RGTArch
-from srt.arch.rgt_nhs2828 import NHS2828RGT, NHS2828RGTArch
+from srt.arch.rgt_nhs2828 import NHS2828RGT, NHS2828Config, NHS2828RGTArch
 from srt.arch.rgt_nhs2828.blocks import recursion_steps
-from srt.arch.rgt_nhs2828.model import reflect_pad
 
 VARIANT = "nhs2828_RGT_x2"
 GOLDEN_ATOL = 5e-4
@@ -52,17 +52,21 @@ def out_64(model, golden):
 
 
 SMALL_DEFAULTS = dict(dim=24, heads=3, reduced=12, depths=(1, 2), scale=2, pos_dim=3, hidden=36, in_ch=3)
-# model-info config name -> small_state_dict argument
-CONFIG_NAMES = dict(
-    dim="dim",
-    num_heads="heads",
-    reduced_dim="reduced",
-    depths="depths",
-    scale="scale",
-    pos_dim="pos_dim",
-    mlp_hidden="hidden",
-    in_ch="in_ch",
-)
+
+
+def small_arguments(cfg) -> dict:
+    """A loaded model's config in :func:`small_state_dict`'s argument names."""
+    assert len(set(cfg.num_heads)) == 1, "upstream uses one head count for every group"
+    return dict(
+        dim=cfg.embed_dim,
+        heads=cfg.num_heads[0],
+        reduced=cfg.reduced_dim,
+        depths=cfg.depths,
+        scale=cfg.scale,
+        pos_dim=cfg.pos_dim,
+        hidden=int(cfg.embed_dim * cfg.mlp_ratio),
+        in_ch=cfg.in_chans,
+    )
 
 
 def small_state_dict(
@@ -71,14 +75,17 @@ def small_state_dict(
     """A small random model's weights (HAI scales set to 0.1 as a trained model's would be small)."""
     torch.manual_seed(0)
     m = NHS2828RGT(
-        in_ch=in_ch,
-        dim=dim,
-        depths=depths,
-        reduced_dim=reduced,
-        num_heads=heads,
-        pos_dim=pos_dim,
-        mlp_hidden=hidden,
-        scale=scale,
+        NHS2828Config(
+            in_chans=in_ch,
+            out_chans=in_ch,
+            embed_dim=dim,
+            depths=depths,
+            c_ratio=reduced / dim,
+            num_heads=(heads,) * len(depths),
+            pos_dim=pos_dim,
+            mlp_ratio=hidden / dim,
+            scale=scale,
+        )
     )
     sd = m.state_dict()
     for k, v in sd.items():
@@ -98,12 +105,12 @@ def test_detected_and_loaded_strictly_through_spandrel(state_dict, oracle):
     info = desc.srt_info
     assert info.variant == "RGT (nhs2828 unofficial)"
     cfg = oracle.load_manifest(VARIANT)["constructor_config"]
-    assert info.config["dim"] == cfg["C"]
-    assert info.config["depths"] == (cfg["N2"],) * cfg["N1"]
-    assert info.config["num_heads"] == cfg["nb_heads"]
-    assert info.config["reduced_dim"] == int(cfg["C"] * cfg["cr"])
-    assert info.config["mlp_hidden"] == cfg["hidden_ratio"] * cfg["C"]
-    assert info.config["stride_r"] == cfg["s_r"] and info.config["recursion_size"] == 16
+    assert info.config.embed_dim == cfg["C"]
+    assert info.config.depths == (cfg["N2"],) * cfg["N1"]
+    assert info.config.num_heads == (cfg["nb_heads"],) * cfg["N1"]
+    assert info.config.reduced_dim == int(cfg["C"] * cfg["cr"])
+    assert int(info.config.embed_dim * info.config.mlp_ratio) == cfg["hidden_ratio"] * cfg["C"]
+    assert info.config.stride_r == cfg["s_r"] and info.config.recursion_size == 16
     assert set(info.inferred) == {"s_r", "h"}
     assert info.params == oracle.load_manifest(VARIANT)["total_params"]
     assert "RGT (nhs2828 unofficial)" in info.summary()
@@ -120,7 +127,7 @@ def test_loads_through_our_loader_with_or_without_saved_buffers(state_dict):
 
 def test_config_dict_sets_what_weights_cannot(state_dict):
     desc = NHS2828RGTArch().load_with_config(state_dict, {"s_r": 2, "h": 4})
-    assert desc.model.stride_r == 2 and desc.model.recursion_size == 4
+    assert desc.model.config.stride_r == 2 and desc.model.config.recursion_size == 4
     assert desc.srt_info.inferred == {}
 
 
@@ -148,13 +155,12 @@ def test_config_grid_round_trip(params):
     desc = ModelLoader(registry=REGISTRY).load_from_state_dict(sd)
     cfg = desc.srt_info.config
     wanted = {**SMALL_DEFAULTS, **params}
-    for ours, theirs in CONFIG_NAMES.items():
-        assert cfg[ours] == wanted[theirs], ours
+    assert small_arguments(cfg) == wanted
     rebuilt = desc.model.state_dict()
     assert rebuilt.keys() == sd.keys()
     assert all(torch.equal(rebuilt[k], sd[k]) for k in sd)
-    x = torch.rand(1, cfg["in_ch"], 9, 13)
-    assert run(desc.model.eval(), x).shape == (1, cfg["in_ch"], 9 * cfg["scale"], 13 * cfg["scale"])
+    x = torch.rand(1, cfg.in_chans, 9, 13)
+    assert run(desc.model.eval(), x).shape == (1, cfg.in_chans, 9 * cfg.scale, 13 * cfg.scale)
 
 
 def test_incomplete_group_is_a_config_error(state_dict):
@@ -181,7 +187,7 @@ def test_matches_golden_64x64(out_64, golden):
 def test_matches_golden_50x70_padded_like_the_oracle(model, golden):
     x = torch.from_numpy(golden["in_50x70"])
     assert model.padded_size(50, 70) == (64, 96)
-    assert torch.equal(reflect_pad(x, 14, 26), torch.from_numpy(golden["in_50x70_padded"]))
+    assert torch.equal(pad_bottom_right(x, 14, 26, "reflect"), torch.from_numpy(golden["in_50x70_padded"]))
     out = run(model, x)
     assert out.shape == (1, 3, 100, 140)
     assert max_abs(out, golden["out_50x70"]) <= GOLDEN_ATOL
@@ -211,7 +217,9 @@ def test_fp32_rounding_is_below_the_goldens(state_dict, golden, out_64):
     ],
 )
 def test_padded_size_is_the_smallest_the_upstream_forward_accepts(size, padded):
-    m = NHS2828RGT(dim=12, num_heads=2, reduced_dim=6, depths=(1,), pos_dim=2, mlp_hidden=12)
+    m = NHS2828RGT(
+        NHS2828Config(embed_dim=12, num_heads=(2,), c_ratio=0.5, depths=(1,), pos_dim=2, mlp_ratio=1.0)
+    )
     assert m.padded_size(*size) == padded
     ph, pw = padded
     assert ph % 8 == 0 and pw % 32 == 0 and recursion_steps(ph, 16, 4) >= 1
@@ -244,12 +252,12 @@ def test_window_biases_built_once_per_dtype_and_dropped_on_reload():
     x = torch.rand(1, 3, 16, 16)
     first = run(model, x)
     biases = model.window_biases(x)
-    assert len(model.geometry) == 1
+    assert len(model.geometry_cache) == 1
     assert run(model, torch.rand(1, 3, 40, 24)).shape == (1, 3, 80, 48)
-    assert len(model.geometry) == 1 and model.window_biases(x) is biases
+    assert len(model.geometry_cache) == 1 and model.window_biases(x) is biases
     assert torch.equal(run(model, x), first)
     model.load_state_dict(sd)
-    assert len(model.geometry) == 0
+    assert len(model.geometry_cache) == 0
 
 
 # ---------------------------------------------------------------- half precision

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from ..common.residual import residual_conv, residual_conv_from_stream
 from ..common.stream import fp16_scale, norm_to
-from .attention import CategoryAttention, TokenDictionaryAttention, WindowAttention, WindowGeometry
+from .attention import CategoryAttention, TokenDictionaryAttention
+from .windows import WindowAttention, WindowGeometry
 
 
 @dataclass(frozen=True)

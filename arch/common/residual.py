@@ -49,3 +49,12 @@ def residual_conv_from_stream(conv: nn.Module, x: Tensor, dtype: torch.dtype) ->
         else:
             raise TypeError(f"cannot rescale {type(layer).__name__} inside a residual conv")
     return y.float() * scale
+
+
+def residual_conv_kind(state_dict, prefix: str) -> str | None:
+    """Which :func:`residual_conv` is saved under ``prefix``: ``1conv``, ``3conv``, or None (none)."""
+    if f"{prefix}.weight" in state_dict:
+        return "1conv"
+    if f"{prefix}.0.weight" in state_dict:
+        return "3conv"
+    return None

@@ -40,3 +40,30 @@ def fp16_scale(x: Tensor, dtype: torch.dtype) -> Tensor | None:
         return None
     exponent = torch.ceil(torch.log2(x.detach().abs().amax().float())) - FP16_HEADROOM_LOG2
     return torch.exp2(exponent.clamp(min=0))
+
+
+def float32_forward(module: nn.Module, x: Tensor) -> Tensor:
+    """``module(x)`` computed in float32 whatever the dtype of its weights.
+
+    For the small parts of a half-precision model that are cheap and sensitive: the MLPs that turn
+    position offsets into biases, and the token-dictionary projections. Handles ``nn.Linear``,
+    ``nn.LayerNorm``, parameter-free layers (activations) and ``nn.Sequential`` of those.
+    """
+    x = x.float()
+    if isinstance(module, nn.Sequential):
+        for layer in module:
+            x = float32_forward(layer, x)
+        return x
+    if isinstance(module, nn.Linear):
+        return F.linear(x, module.weight.float(), _float(module.bias))
+    if isinstance(module, nn.LayerNorm):
+        return F.layer_norm(
+            x, module.normalized_shape, _float(module.weight), _float(module.bias), module.eps
+        )
+    if next(module.parameters(), None) is None:
+        return module(x)
+    raise TypeError(f"float32_forward does not know how to evaluate {type(module).__name__}")
+
+
+def _float(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.float()

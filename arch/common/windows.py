@@ -55,13 +55,36 @@ def shift_window_mask(
     return mask.masked_fill_(~same, MASKED_LOGIT)
 
 
-def relative_position_index(wh: int, ww: int, device: torch.device | None = None) -> Tensor:
-    """Swin relative-position index ``(N, N)`` into a ``(2wh-1)(2ww-1)`` table, raster order."""
-    ys, xs = torch.meshgrid(torch.arange(wh, device=device), torch.arange(ww, device=device), indexing="ij")
-    ys, xs = ys.flatten(), xs.flatten()
-    dy = ys[:, None] - ys[None, :] + (wh - 1)
-    dx = xs[:, None] - xs[None, :] + (ww - 1)
-    return dy * (2 * ww - 1) + dx
+def shift_mask_kinds(window: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """The masks of a square shifted-window grid, one per kind of window: ``(4, 1, N, N)``.
+
+    After the cyclic shift only the last window row and column hold tokens from two image
+    borders, so every window is one of four kinds whatever the image size: 0 interior (no mask),
+    1 last column, 2 last row, 3 corner (:func:`window_kind`). Built once on a two-window grid.
+    """
+    shift = window // 2
+    grid = shift_window_mask(2 * window, 2 * window, (window, window), (shift, shift), device, dtype)
+    return grid.unsqueeze(1)
+
+
+def window_kind(row: int, col: int, rows: int, cols: int) -> int:
+    """Kind (index into :func:`shift_mask_kinds`) of window ``(row, col)`` in a ``rows x cols`` grid."""
+    return 2 * (row == rows - 1) + (col == cols - 1)
+
+
+def shifted_regions(h: int, w: int, window: int) -> list[tuple[slice, slice, int]]:
+    """Rectangles of a shifted ``h x w`` token grid whose windows are all of one kind, with the kind.
+
+    Empty rectangles (a single window row or column) are left out.
+    """
+    rows = [(slice(0, h - window), 0), (slice(h - window, h), 1)]
+    cols = [(slice(0, w - window), 0), (slice(w - window, w), 1)]
+    return [
+        (rs, cs, 2 * ri + ci)
+        for rs, ri in rows
+        for cs, ci in cols
+        if rs.stop > rs.start and cs.stop > cs.start
+    ]
 
 
 def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, scale: float) -> Tensor:

@@ -19,8 +19,9 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from ..common.linear import Linear, linear
+from ..common.position import lookup_position_bias
 from ..common.stream import norm_to
-from ..common.windows import window_partition, window_reverse, windowed_attention
+from ..common.windows import shifted_regions, window_partition, window_reverse, windowed_attention
 
 # Growth features go through this LeakyReLU slope before they join the dense concatenation.
 DENSE_SLOPE = 0.2
@@ -32,24 +33,6 @@ SWINS_PER_RDG = 5
 def dense_heads(base_heads: int, dim: int) -> int:
     """Heads of a Swin layer of width ``dim`` in an RDG: the official rule makes ``dim`` divisible."""
     return base_heads - dim % base_heads
-
-
-def shifted_regions(h: int, w: int, window: int) -> list[tuple[slice, slice, int]]:
-    """Rectangles of a cyclically shifted grid whose windows share one shift mask.
-
-    After the shift only the last window row and column hold tokens from two image borders, so
-    every window is one of four kinds: 0 interior, 1 last column, 2 last row, 3 corner (the
-    window order of ``shift_window_mask(2 * window, 2 * window, ...)``). Empty rectangles (a
-    single window row or column) are left out.
-    """
-    rows = [(slice(0, h - window), 0), (slice(h - window, h), 1)]
-    cols = [(slice(0, w - window), 0), (slice(w - window, w), 1)]
-    return [
-        (rs, cs, 2 * ri + ci)
-        for rs, ri in rows
-        for cs, ci in cols
-        if rs.stop > rs.start and cs.stop > cs.start
-    ]
 
 
 class Mlp(nn.Module):
@@ -90,8 +73,7 @@ class WindowAttention(nn.Module):
 
     def position_bias(self, index: Tensor) -> Tensor:
         """Per-head bias ``(heads, N, N)`` looked up with a relative-position ``index`` ``(N, N)``."""
-        n = index.shape[0]
-        return self.relative_position_bias_table[index.reshape(-1)].reshape(n, n, self.heads).permute(2, 0, 1)
+        return lookup_position_bias(self.relative_position_bias_table, index)
 
     def attend(self, qkv: Tensor, bias: Tensor) -> Tensor:
         """Attention inside each window, between the qkv and output projections.

@@ -8,109 +8,48 @@ official test pipeline does.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..common.cache import attach_geometry_cache, cache_key, use_cache
+from ..common.embed import PatchEmbed
+from ..common.image import image_mean, pad_to_multiple
+from ..common.model import (
+    UPSAMPLE_FEATURES,
+    SRModel,
+    attention_elements,
+    token_elements,
+    upsampler_elements,
+)
+from ..common.position import relative_position_index
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleUpsample
-from ..common.windows import relative_position_index, shift_window_mask
-from .blocks import RDG
-
-RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the official model subtracts from RGB inputs
-UPSAMPLE_FEATURES = 64
+from ..common.windows import shift_mask_kinds
+from .blocks import RDG, SWINS_PER_RDG
+from .config import DRCTConfig
 
 
-@dataclass(frozen=True)
-class DRCTConfig:
-    """Constructor hyperparameters (official names where they exist).
+class DRCT(SRModel):
+    """The DRCT network (pixel-shuffle upsampler).
 
     Args:
-        in_ch: image channels (input and output).
-        embed_dim: token channels.
-        num_heads: heads of the first Swin layer of each RDG (one entry per RDG).
-        window_size: attention window side.
-        mlp_ratio: MLP ratio of the first three layers of an RDG.
-        gc: growth channels of the dense connections.
-        scale: upscaling factor (1, 2^n or 3).
-        img_range: input scaling applied after mean subtraction.
-        qkv_bias: whether qkv projections have biases.
-        patch_norm: whether tokens are layer-normed after the first conv.
-        resi_connection: "1conv" (a 3x3 conv after the body) or "identity".
-        shift: whether even layers shift windows (False only for a training size <= the window).
+        config: the hyperparameters (default: official DRCT x4).
+
+    Attributes:
+        fp32_stream: carry the residual stream in float32 under half-precision weights (see
+            blocks.py); only switched off to demonstrate the fp16 overflow it prevents.
     """
 
-    in_ch: int = 3
-    embed_dim: int = 180
-    num_heads: tuple[int, ...] = (6,) * 6
-    window_size: int = 16
-    mlp_ratio: float = 2.0
-    gc: int = 32
-    scale: int = 4
-    img_range: float = 1.0
-    qkv_bias: bool = True
-    patch_norm: bool = True
-    resi_connection: str = "1conv"
-    shift: bool = True
-
-    @property
-    def depth(self) -> int:
-        return len(self.num_heads)
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "num_heads": list(self.num_heads)}
-
-
-class PatchEmbed(nn.Module):
-    """Image ``(B, C, H, W)`` -> channels-last tokens ``(B, H, W, C)``, optionally layer-normed."""
-
-    def __init__(self, dim: int, norm: bool) -> None:
-        super().__init__()
-        self.norm = nn.LayerNorm(dim) if norm else None
-
-    def forward(self, x: Tensor, stream_dtype: torch.dtype) -> Tensor:
-        """Tokens in ``stream_dtype`` (the dtype the residual stream is carried in)."""
-        tokens = x.permute(0, 2, 3, 1).to(stream_dtype)
-        return tokens if self.norm is None else norm_to(self.norm, tokens, stream_dtype)
-
-
-def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
-    """Pad the bottom/right of ``x`` to a multiple of ``multiple``: reflect, then replicate.
-
-    Reflection is the official test pipeline's padding; it cannot pad more than ``side - 1``
-    pixels, so tiny inputs get the rest by edge replication.
-    """
-    h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if not (pad_h or pad_w):
-        return x
-    refl_h, refl_w = min(pad_h, h - 1), min(pad_w, w - 1)
-    if refl_h or refl_w:
-        x = F.pad(x, (0, refl_w, 0, refl_h), mode="reflect")
-    if pad_h > refl_h or pad_w > refl_w:
-        x = F.pad(x, (0, pad_w - refl_w, 0, pad_h - refl_h), mode="replicate")
-    return x
-
-
-class DRCT(nn.Module):
-    """The DRCT network (pixel-shuffle upsampler), built from a :class:`DRCTConfig`."""
-
-    def __init__(self, config: DRCTConfig) -> None:
-        super().__init__()
-        c = config
-        self.config = c
+    def __init__(self, config: DRCTConfig | None = None) -> None:
+        super().__init__(config or DRCTConfig())
+        c = self.config
         self.window_size = c.window_size
-        self.scale = c.scale
         self.img_range = c.img_range
-        mean = RGB_MEAN if c.in_ch == 3 else (0.0,) * c.in_ch
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.fp32_stream = True
+        self.register_buffer("mean", image_mean(c.in_chans), persistent=False)
 
-        self.conv_first = nn.Conv2d(c.in_ch, c.embed_dim, 3, 1, 1)
+        self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
         self.patch_embed = PatchEmbed(c.embed_dim, c.patch_norm)
         self.layers = nn.ModuleList(
             RDG(c.embed_dim, heads, c.window_size, c.mlp_ratio, c.gc, c.shift, c.qkv_bias)
@@ -128,45 +67,49 @@ class DRCT(nn.Module):
             nn.Conv2d(c.embed_dim, UPSAMPLE_FEATURES, 3, 1, 1), nn.LeakyReLU(inplace=True)
         )
         self.upsample = PixelShuffleUpsample(c.scale, UPSAMPLE_FEATURES)
-        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, c.in_ch, 3, 1, 1)
-
-        # carry the residual stream in float32 under half-precision weights (see blocks.py); only
-        # switched off to demonstrate the fp16 overflow it prevents
-        self.fp32_stream = True
+        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, c.in_chans, 3, 1, 1)
         ignore_derived_buffers(self)
-        self._geometry_cache = attach_geometry_cache(self)
+
+    # ---- what the engine asks -------------------------------------------------------------------
+
+    def working_set_per_pixel(self, tile_h: int, tile_w: int) -> float:
+        """Block activations, window attention, the dense growth features and the upsampler."""
+        c = self.config
+        return (
+            token_elements(c.embed_dim, c.mlp_ratio, fp32_stream=True)
+            + attention_elements(max(c.num_heads), c.window_size**2)
+            + SWINS_PER_RDG * c.gc
+            + upsampler_elements(c.scale)
+        )
+
+    def preferred_tile_multiple(self) -> int:
+        return self.window_size
 
     # ---- geometry: built once per (device, dtype), shared by all layers and tiles ----------------
 
-    def _build_position_biases(self, device: torch.device, dtype: torch.dtype) -> list[list[Tensor]]:
-        index = relative_position_index(self.window_size, self.window_size, device)
-        biases = [[swin.attn.position_bias(index) for swin in rdg.swins] for rdg in self.layers]
-        return [[b.to(dtype).contiguous() for b in rdg] for rdg in biases]
-
-    def _build_shift_masks(self, device: torch.device, dtype: torch.dtype) -> Tensor:
-        ws = self.window_size
-        return shift_window_mask(2 * ws, 2 * ws, (ws, ws), (ws // 2, ws // 2), device, dtype).unsqueeze(1)
-
-    def geometry(self, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
+    def window_biases(self, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
         """Per-layer position biases ``(heads, N, N)`` and the ``(4, 1, N, N)`` shift masks for ``x``.
 
         Neither depends on the input size (a shifted window is one of four kinds, whatever the
         image size), so one entry per device and dtype serves every tile.
         """
-        dev, dt = x.device, x.dtype
-        if not use_cache(self):
-            return self._build_position_biases(dev, dt), self._build_shift_masks(dev, dt)
-        cache = self._geometry_cache
-        with torch.no_grad():  # cached tensors must not hold an autograd graph
-            biases = cache.get(cache_key("drct_pos_bias", x), lambda: self._build_position_biases(dev, dt))
-            masks = cache.get(cache_key("drct_shift_masks", x), lambda: self._build_shift_masks(dev, dt))
-        return biases, masks
+        ws = self.window_size
+
+        def biases() -> list[list[Tensor]]:
+            index = relative_position_index(ws, ws, x.device)
+            return [
+                [s.attn.position_bias(index).to(x.dtype).contiguous() for s in rdg.swins]
+                for rdg in self.layers
+            ]
+
+        masks = self.cached_geometry("drct.shift_masks", x, lambda: shift_mask_kinds(ws, x.device, x.dtype))
+        return self.cached_geometry("drct.position_biases", x, biases), masks
 
     # ---- forward ---------------------------------------------------------------------------------
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
-        pos_biases, shift_masks = self.geometry(x)
+        pos_biases, shift_masks = self.window_biases(x)
         # the residual stream runs in float32; the result comes back in the input's dtype
         stream = stream_dtype(x.dtype, self.fp32_stream)
         tokens = self.patch_embed(x, stream)
@@ -175,10 +118,10 @@ class DRCT(nn.Module):
         return rearrange(norm_to(self.norm, tokens, x.dtype), "b h w c -> b c h w")
 
     def forward(self, x: Tensor) -> Tensor:
-        """Upscale ``(B, in_ch, H, W)`` (any H, W) to ``(B, in_ch, H * scale, W * scale)``."""
+        """Upscale ``(B, in_chans, H, W)`` (any H, W) to ``(B, in_chans, H * scale, W * scale)``."""
         h, w = x.shape[-2:]
         # pad to whole windows the way the official test pipeline does
-        x = pad_to_multiple(x, self.window_size)
+        x = pad_to_multiple(x, self.window_size, "reflect", repeat=False)
         mean = self.mean.to(x.dtype)
         # channels-last images: the body's token layout is then a free view, and CPU convs
         # (fp16 above all) take much faster kernels

@@ -13,15 +13,11 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
-from ..common.cache import GeometryCache, cache_key
-from ..common.windows import relative_position_index, windowed_attention
+from ..common.model import GeometryLookup
+from ..common.position import lookup_position_bias, relative_offsets, relative_position_index
+from ..common.stream import float32_forward
+from ..common.windows import windowed_attention
 from .windows import gather_windows, scatter_windows, window_groups
-
-
-def _fp32(layer: nn.Linear | nn.LayerNorm) -> tuple[Tensor, Tensor | None]:
-    """A layer's weight and bias in float32 (the position-bias MLP always runs in fp32)."""
-    bias = None if layer.bias is None else layer.bias.float()
-    return layer.weight.float(), bias
 
 
 def image_conv(conv: nn.Module, x: Tensor) -> Tensor:
@@ -49,11 +45,10 @@ class DynamicPosBias(nn.Module):
         return nn.Sequential(nn.LayerNorm(dim), nn.ReLU(), nn.Linear(dim, out))
 
     def forward(self, offsets: Tensor) -> Tensor:
-        """``(T, 2)`` float32 offsets -> ``(T, heads)`` float32 biases."""
-        t = F.linear(offsets, *_fp32(self.pos_proj))
-        for norm, _, linear in (self.pos1, self.pos2, self.pos3):
-            t = F.layer_norm(t, norm.normalized_shape, *_fp32(norm), norm.eps)
-            t = F.linear(F.relu(t), *_fp32(linear))
+        """``(T, 2)`` offsets -> ``(T, heads)`` biases, in float32 whatever the weights' dtype."""
+        t = offsets
+        for layer in (self.pos_proj, self.pos1, self.pos2, self.pos3):
+            t = float32_forward(layer, t)
         return t
 
 
@@ -73,20 +68,15 @@ class RectWindowAttention(nn.Module):
         self.scale = (dim // heads) ** -0.5
         self.pos = DynamicPosBias(dim // 4 // 4, heads)
 
-    def position_bias(self, shape: tuple[int, int], ref: Tensor, cache: GeometryCache | None) -> Tensor:
+    def position_bias(self, shape: tuple[int, int], ref: Tensor, geometry: GeometryLookup) -> Tensor:
         """``(1, heads, n, n)`` bias for windows of ``shape`` (a window or a border piece of one)."""
-        if cache is None:
-            return self._build_bias(shape, ref.device, ref.dtype)
-        key = cache_key("rgt.position_bias", ref, id(self), shape)
-        return cache.get(key, lambda: self._build_bias(shape, ref.device, ref.dtype))
+        build = lambda: self._build_bias(shape, ref.device, ref.dtype)  # noqa: E731
+        return geometry(("rgt.position_bias", id(self)), ref, build, shape)
 
     def _build_bias(self, shape: tuple[int, int], device: torch.device, dtype: torch.dtype) -> Tensor:
         wh, ww = self.window
         # MLP over every offset a window can hold, then gather it per token pair
-        dy = torch.arange(1 - wh, wh, device=device, dtype=torch.float32)
-        dx = torch.arange(1 - ww, ww, device=device, dtype=torch.float32)
-        offsets = torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).flatten(0, 1)
-        table = self.pos(offsets)
+        table = self.pos(relative_offsets(wh, ww, device))
         # a piece of a window sees the same offsets as the window's top-left corner of that shape
         rows, cols = shape
         tokens = (
@@ -94,22 +84,22 @@ class RectWindowAttention(nn.Module):
         ).flatten()
         index = relative_position_index(wh, ww, device)[tokens][:, tokens]
         # 4-D (1, heads, n, n): the form SDPA's fused CPU kernel accepts (a 3-D mask falls back to math)
-        return table[index].permute(2, 0, 1).unsqueeze(0).to(dtype).contiguous()
+        return lookup_position_bias(table, index).unsqueeze(0).to(dtype).contiguous()
 
-    def forward(self, qkv: Tensor, out: Tensor, shifted: bool, cache: GeometryCache | None) -> None:
+    def forward(self, qkv: Tensor, out: Tensor, shifted: bool, geometry: GeometryLookup) -> None:
         """Attend and write the result into ``out``.
 
         Args:
             qkv: ``(B, Hp, Wp, 3, dim)`` view of this branch's q, k and v, padded to whole windows.
             out: ``(B, Hp, Wp, dim)`` view the result is written into.
             shifted: use the half-window shifted grid.
-            cache: geometry cache of the model, or None to rebuild biases (training).
+            geometry: the model's :meth:`~..common.model.SRModel.cached_geometry`.
         """
         hp, wp = qkv.shape[1:3]
         shift = (self.window[0] // 2, self.window[1] // 2) if shifted else (0, 0)
         for (wh, ww), regions in window_groups(hp, wp, self.window, shift):
             q, k, v = gather_windows(qkv, regions, wh, ww, self.heads).unbind(0)
-            bias = self.position_bias((wh, ww), q, cache)
+            bias = self.position_bias((wh, ww), q, geometry)
             scatter_windows(windowed_attention(q, k, v, bias, self.scale), out, regions, wh, ww)
 
 
@@ -139,7 +129,7 @@ class LSA(nn.Module):
         self.attns = nn.ModuleList(RectWindowAttention(dim // 2, heads // 2, w) for w in windows)
         self.get_v = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
 
-    def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
+    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
         b, h, w, c = x.shape
         qkv = self.qkv(x)
         # locality term: depthwise conv on v (unpadded)
@@ -151,7 +141,7 @@ class LSA(nn.Module):
         qkv = qkv.unflatten(3, (3, 2, c // 2))  # (B, Hp, Wp, q/k/v, branch, C/2)
         out = qkv.new_empty(b, h + pad_h, w + pad_w, 2, c // 2)
         for i, branch in enumerate(self.attns):
-            branch(qkv[..., i, :], out[..., i, :], self.shifted, cache)
+            branch(qkv[..., i, :], out[..., i, :], self.shifted, geometry)
         return self.proj(local.add_(out[:, :h, :w].flatten(3)))
 
 
@@ -201,8 +191,8 @@ class RGSA(nn.Module):
         self.cpe = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, cache: GeometryCache | None = None) -> Tensor:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``cache`` is unused (nothing size-dependent to keep)."""
+    def forward(self, x: Tensor, geometry: GeometryLookup | None = None) -> Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``geometry`` is unused (nothing size-dependent to keep)."""
         h, w = x.shape[1:3]
         # summarise the image: reduce by 4 per step, at least twice (the reference's test-time rule)
         summary = x.permute(0, 3, 1, 2)

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..common.cache import GeometryCache
+from ..common.model import GeometryLookup
 from ..common.residual import residual_conv, residual_conv_from_stream
 from ..common.stream import norm_to
 from .attention import LSA, RGSA, image_conv
@@ -64,10 +64,10 @@ class Block(nn.Module):
         self.mlp = GatedMLP(dim, mlp_hidden)
         self.gamma = nn.Parameter(torch.zeros(dim))
 
-    def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
+    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
         """``x``: the residual stream (float32 under half weights, see common/stream.py)."""
         dtype = self.norm1.weight.dtype  # the branches run in the weights' dtype
-        y = x + self.attn(norm_to(self.norm1, x, dtype), cache)
+        y = x + self.attn(norm_to(self.norm1, x, dtype), geometry)
         y = y + self.mlp(norm_to(self.norm2, y, dtype))
         # HAI: hybrid adaptive integration of the block input
         return torch.addcmul(y, x, self.gamma.to(x.dtype))
@@ -112,9 +112,9 @@ class ResidualGroup(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.conv = residual_conv(dim, resi_connection)
 
-    def forward(self, x: Tensor, cache: GeometryCache | None) -> Tensor:
+    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
         y = x
         for block in self.blocks:
-            y = block(y, cache)
+            y = block(y, geometry)
         dtype = next(self.conv.parameters()).dtype
         return x + residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype).permute(0, 2, 3, 1)

@@ -1,9 +1,9 @@
-"""Reading RGT hyperparameters from a state dict (and traiNNer-redux metadata when present).
+"""RGT's config: the frozen :class:`RGTConfig` and reading it from a state dict.
 
 Shapes give everything but three values: the order of ``split_size`` (both branches' tables
 have the same size; the saved training-size shift mask tells, when it is in the file), the
 head count when ``num_heads`` is odd (each branch holds ``num_heads // 2``), and ``img_range``.
-Metadata settles them; otherwise the choice is recorded in ``inferred``.
+traiNNer-redux metadata settles them; otherwise the choice is recorded in ``inferred``.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ..common.config import ModelConfig, exact_ratio
+from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
 from ..common.windows import shift_window_mask
@@ -23,54 +26,86 @@ from ..errors import ConfigError
 StateDict = Mapping[str, Tensor]
 OFFICIAL_SPLIT = (8, 32)
 _MASK_KEY = re.compile(r"^layers\.\d+\.blocks\.\d+\.attn\.attn_mask_0$")
+# Official release configs: groups -> name, for embed 180, 6 heads, 6 blocks, MLP 2, c_ratio 0.5.
+_VARIANTS = {8: "RGT", 6: "RGT-S"}
 
 
-def read_config(sd: StateDict, meta: Mapping | None = None) -> tuple[dict, dict[str, str]]:
-    """Constructor arguments for :class:`~.model.RGT` and ``{name: why it was inferred}``.
+@dataclass(frozen=True, kw_only=True)
+class RGTConfig(ModelConfig):
+    """RGT hyperparameters (shared fields: :class:`~..common.config.ModelConfig`).
+
+    Args:
+        depths: blocks per residual group (alternating L-SA and RG-SA).
+        qkv_bias: whether the attention projections have biases.
+        split_size: ``(height, width)`` of the rectangle windows of the first L-SA branch
+            (the second branch uses the transposed shape).
+        c_ratio: RG-SA channel ratio of queries/keys.
+        img_range: factor applied to the mean-subtracted input (and undone at the end).
+        resi_connection: ``"1conv"`` or ``"3conv"``: the conv closing each group and the body.
+    """
+
+    depths: tuple[int, ...] = (6,) * 8
+    num_heads: tuple[int, ...] = (6,) * 8
+    qkv_bias: bool = True
+    split_size: tuple[int, int] = OFFICIAL_SPLIT
+    c_ratio: float = 0.5
+    img_range: float = 1.0
+    resi_connection: str = "1conv"
+
+    @property
+    def variant(self) -> str:
+        """``RGT`` / ``RGT-S`` for the official release configs, else ``RGT (custom)``."""
+        official = (
+            (self.embed_dim, self.mlp_ratio, self.c_ratio, self.in_chans, self.resi_connection)
+            == (180, 2.0, 0.5, 3, "1conv")
+            and sorted(self.split_size) == sorted(OFFICIAL_SPLIT)
+            and set(self.depths) == {6}
+            and set(self.num_heads) == {6}
+        )
+        return _VARIANTS.get(len(self.depths), "RGT (custom)") if official else "RGT (custom)"
+
+
+def read_config(sd: StateDict, metadata: Mapping | None = None) -> tuple[RGTConfig, dict[str, str]]:
+    """The :class:`RGTConfig` of a state dict and ``{name: why it was inferred}``.
 
     Args:
         sd: the checkpoint's state dict (official key layout).
-        meta: training hyperparameters (traiNNer-redux safetensors metadata), or None.
+        metadata: training hyperparameters (traiNNer-redux safetensors metadata), or None.
     """
-    meta = dict(meta or {})
+    meta = dict(metadata or {})
     inferred: dict[str, str] = {}
     embed_dim, in_chans = sd["conv_first.weight"].shape[:2]
-    depth = [seq_len(sd, f"layers.{i}.blocks") for i in range(seq_len(sd, "layers"))]
+    depths = tuple(seq_len(sd, f"layers.{i}.blocks") for i in range(seq_len(sd, "layers")))
     hidden = sd["layers.0.blocks.0.mlp.fc1.weight"].shape[0]
-    c_ratio = _c_ratio(sd, depth, embed_dim, meta, inferred)
-    config = {
-        "scale": pixelshuffle_scale(sd, "upsample") if "upsample.0.weight" in sd else 1,
-        "in_chans": int(in_chans),
-        "embed_dim": int(embed_dim),
-        "depth": depth,
-        "num_heads": _num_heads(sd, len(depth), embed_dim, c_ratio, meta, inferred),
-        "mlp_ratio": _ratio(hidden, embed_dim),
-        "qkv_bias": "layers.0.blocks.0.attn.qkv.bias" in sd,
-        "split_size": _split_size(sd, meta, inferred),
-        "c_ratio": c_ratio,
-        "img_range": float(meta.get("img_range", 1.0)),
-        "resi_connection": _resi_connection(sd),
-    }
-    if "img_range" not in meta:
-        inferred["img_range"] = "1.0 assumed (not stored in weights)"
+    c_ratio = _c_ratio(sd, depths, embed_dim, meta, inferred)
+    resi_connection = residual_conv_kind(sd, "conv_after_body")
+    if resi_connection is None:
+        raise ConfigError(
+            "RGT weights have neither conv_after_body.weight (1conv) nor conv_after_body.0.weight (3conv)."
+        )
     if meta.get("qk_scale") is not None:
         raise ConfigError(
             f"RGT metadata sets qk_scale={meta['qk_scale']!r}; only the default scale is supported."
         )
+    config = RGTConfig(
+        scale=pixelshuffle_scale(sd, "upsample") if "upsample.0.weight" in sd else 1,
+        in_chans=int(in_chans),
+        embed_dim=int(embed_dim),
+        depths=depths,
+        num_heads=_num_heads(sd, len(depths), embed_dim, c_ratio, meta, inferred),
+        mlp_ratio=exact_ratio(hidden, embed_dim),
+        qkv_bias="layers.0.blocks.0.attn.qkv.bias" in sd,
+        split_size=_split_size(sd, meta, inferred),
+        c_ratio=c_ratio,
+        img_range=float(meta.get("img_range", 1.0)),
+        resi_connection=resi_connection,
+    )
+    if "img_range" not in meta:
+        inferred["img_range"] = "1.0 assumed (not stored in weights)"
     return config, inferred
 
 
-def _resi_connection(sd: StateDict) -> str:
-    if "conv_after_body.weight" in sd:
-        return "1conv"
-    if "conv_after_body.0.weight" in sd:
-        return "3conv"
-    raise ConfigError(
-        "RGT weights have neither conv_after_body.weight (1conv) nor conv_after_body.0.weight (3conv)."
-    )
-
-
-def _c_ratio(sd: StateDict, depth: list[int], dim: int, meta: Mapping, inferred: dict) -> float:
+def _c_ratio(sd: StateDict, depth: tuple[int, ...], dim: int, meta: Mapping, inferred: dict) -> float:
     """RG-SA channel ratio from the first RG-SA conv (metadata wins when it agrees)."""
     group = next((i for i, d in enumerate(depth) if d >= 2), None)
     if group is None:
@@ -80,20 +115,12 @@ def _c_ratio(sd: StateDict, depth: list[int], dim: int, meta: Mapping, inferred:
     wanted = meta.get("c_ratio")
     if wanted is not None and int(dim * wanted) == reduced:
         return float(wanted)
-    return _ratio(reduced, dim)
-
-
-def _ratio(channels: int, dim: int) -> float:
-    """The float ``r`` nearest ``channels / dim`` for which ``int(dim * r) == channels`` (as the model computes)."""
-    r = channels / dim
-    while int(dim * r) < channels:
-        r = math.nextafter(r, math.inf)
-    return r
+    return exact_ratio(reduced, dim)
 
 
 def _num_heads(
     sd: StateDict, groups: int, dim: int, c_ratio: float, meta: Mapping, inferred: dict
-) -> list[int]:
+) -> tuple[int, ...]:
     """Heads per group: each L-SA branch has ``heads // 2``, so an odd count is a guess."""
     heads = []
     wanted = list(meta.get("num_heads") or [])
@@ -108,10 +135,10 @@ def _num_heads(
         heads.append(even if dim % even == 0 and reduced % even == 0 else even + 1)
         if heads[-1] != even:
             inferred[f"num_heads[{i}]"] = f"{even + 1} assumed ({even} does not divide the channels)"
-    return heads
+    return tuple(heads)
 
 
-def _split_size(sd: StateDict, meta: Mapping, inferred: dict) -> list[int]:
+def _split_size(sd: StateDict, meta: Mapping, inferred: dict) -> tuple[int, int]:
     """Window ``(height, width)`` of the first L-SA branch."""
     table_key = "layers.0.blocks.0.attn.attns.0.rpe_biases"
     index_key = "layers.0.blocks.0.attn.attns.0.relative_position_index"
@@ -120,18 +147,18 @@ def _split_size(sd: StateDict, meta: Mapping, inferred: dict) -> list[int]:
         sides = _window_sides(sd[index_key].shape[0], sd[table_key].shape[0])
     wanted = meta.get("split_size")
     if wanted is not None and (sides is None or sorted(wanted) == sorted(sides)):
-        return [int(s) for s in wanted]
+        return int(wanted[0]), int(wanted[1])
     if sides is None:
         inferred["split_size"] = f"{list(OFFICIAL_SPLIT)} assumed (official; no window tables saved)"
-        return list(OFFICIAL_SPLIT)
+        return OFFICIAL_SPLIT
     small, large = sorted(sides)
     if small == large:
-        return [small, large]
+        return small, large
     read = _order_from_mask(sd, small, large)
     if read is not None:
         return read
     inferred["split_size"] = f"[{small}, {large}] assumed (the order is not stored without a shift mask)"
-    return [small, large]
+    return small, large
 
 
 def _window_sides(tokens: int, offsets: int) -> tuple[int, int]:
@@ -146,7 +173,7 @@ def _window_sides(tokens: int, offsets: int) -> tuple[int, int]:
     return a, b
 
 
-def _order_from_mask(sd: StateDict, small: int, large: int) -> list[int] | None:
+def _order_from_mask(sd: StateDict, small: int, large: int) -> tuple[int, int] | None:
     """Read the window orientation from a saved shift mask of the first branch, if any."""
     key = next((k for k in sd if _MASK_KEY.match(k)), None)
     if key is None:
@@ -161,5 +188,5 @@ def _order_from_mask(sd: StateDict, small: int, large: int) -> list[int] | None:
             side, side, (wh, ww), (wh // 2, ww // 2), torch.device("cpu"), torch.float32
         )
         if expected.shape == mask.shape and torch.equal(expected != 0, mask != 0):
-            return [wh, ww]
+            return wh, ww
     return None

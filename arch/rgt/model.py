@@ -2,45 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
-from ..common.cache import attach_geometry_cache, use_cache
+from ..common.image import image_mean
+from ..common.model import (
+    UPSAMPLE_FEATURES,
+    SRModel,
+    attention_elements,
+    token_elements,
+    upsampler_elements,
+)
 from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleUpsample
 from ..errors import InputSizeError
+from .attention import recursion_steps
 from .blocks import ResidualGroup
+from .config import RGTConfig
 
 # RG-SA pools the image twice by 4: smaller inputs leave it nothing to attend to.
 MIN_INPUT_SIZE = 16
-RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean the reference subtracts from RGB inputs
 
 
-class RGT(nn.Module):
+class RGT(SRModel):
     """Recursive Generalization Transformer (Chen et al., ICLR 2024) for super-resolution.
 
     Keys and shapes match the official checkpoints; saved shift masks and position-index
     buffers are accepted and ignored, since everything size-dependent is rebuilt per input.
 
     Args:
-        scale: upscaling factor (2^n or 3; 1 for no upsampling stage).
-        in_chans: image channels (3 for RGB).
-        embed_dim: token channels.
-        depth: blocks per residual group.
-        num_heads: attention heads per residual group.
-        mlp_ratio: MLP hidden width over ``embed_dim``.
-        qkv_bias: whether the attention projections have biases.
-        split_size: ``(height, width)`` of the rectangle windows of the first L-SA branch
-            (the second branch uses the transposed shape).
-        c_ratio: RG-SA channel ratio of queries/keys.
-        img_range: factor applied to the mean-subtracted input (and undone at the end).
-        resi_connection: ``"1conv"`` or ``"3conv"``: the conv closing each group and the body.
-        num_feat: channels of the reconstruction head.
+        config: the hyperparameters (default: official RGT x4).
 
     Attributes:
         fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
@@ -48,50 +42,51 @@ class RGT(nn.Module):
             weights' dtype. No effect in float32.
     """
 
-    def __init__(
-        self,
-        *,
-        scale: int = 4,
-        in_chans: int = 3,
-        embed_dim: int = 180,
-        depth: Sequence[int] = (6,) * 8,
-        num_heads: Sequence[int] = (6,) * 8,
-        mlp_ratio: float = 2.0,
-        qkv_bias: bool = True,
-        split_size: Sequence[int] = (8, 32),
-        c_ratio: float = 0.5,
-        img_range: float = 1.0,
-        resi_connection: str = "1conv",
-        num_feat: int = 64,
-    ) -> None:
-        super().__init__()
-        self.scale = scale
-        self.img_range = img_range
+    def __init__(self, config: RGTConfig | None = None) -> None:
+        c = config or RGTConfig()
+        # position biases: 2 branches x up to 4 window-piece shapes per L-SA block, for two (device, dtype)
+        lsa_blocks = sum((d + 1) // 2 for d in c.depths)
+        super().__init__(c, cache_entries=2 * 2 * 4 * lsa_blocks + 8)
+        self.img_range = c.img_range
         self.fp32_stream = True
-        mean = torch.tensor(RGB_MEAN) if in_chans == 3 else torch.zeros(in_chans)
-        self.register_buffer("mean", mean.view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", image_mean(c.in_chans), persistent=False)
 
         # shallow features, then tokens (B, H, W, C)
-        self.conv_first = nn.Conv2d(in_chans, embed_dim, 3, 1, 1)
-        self.before_RG = nn.Sequential(Rearrange("b c h w -> b h w c"), nn.LayerNorm(embed_dim))
+        self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
+        self.before_RG = nn.Sequential(Rearrange("b c h w -> b h w c"), nn.LayerNorm(c.embed_dim))
         # deep features
-        hidden = int(embed_dim * mlp_ratio)
-        split = (int(split_size[0]), int(split_size[1]))
+        hidden = int(c.embed_dim * c.mlp_ratio)
+        split = (int(c.split_size[0]), int(c.split_size[1]))
         self.layers = nn.ModuleList(
-            ResidualGroup(i, embed_dim, d, heads, hidden, split, c_ratio, resi_connection, qkv_bias)
-            for i, (d, heads) in enumerate(zip(depth, num_heads, strict=True))
+            ResidualGroup(i, c.embed_dim, d, heads, hidden, split, c.c_ratio, c.resi_connection, c.qkv_bias)
+            for i, (d, heads) in enumerate(zip(c.depths, c.num_heads, strict=True))
         )
-        self.norm = nn.LayerNorm(embed_dim)
-        self.conv_after_body = residual_conv(embed_dim, resi_connection)
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.conv_after_body = residual_conv(c.embed_dim, c.resi_connection)
         # reconstruction (the reference's LeakyReLU keeps torch's default slope here)
-        self.conv_before_upsample = nn.Sequential(nn.Conv2d(embed_dim, num_feat, 3, 1, 1), nn.LeakyReLU())
-        self.upsample = PixelShuffleUpsample(scale, num_feat)
-        self.conv_last = nn.Conv2d(num_feat, in_chans, 3, 1, 1)
-
+        self.conv_before_upsample = nn.Sequential(
+            nn.Conv2d(c.embed_dim, UPSAMPLE_FEATURES, 3, 1, 1), nn.LeakyReLU()
+        )
+        self.upsample = PixelShuffleUpsample(c.scale, UPSAMPLE_FEATURES)
+        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, c.in_chans, 3, 1, 1)
         ignore_derived_buffers(self)
-        # position biases: 2 branches x up to 4 window-piece shapes per L-SA block, for two (device, dtype)
-        lsa_blocks = sum((d + 1) // 2 for d in depth)
-        self.geometry = attach_geometry_cache(self, max_entries=2 * 2 * 4 * lsa_blocks + 8)
+
+    def working_set_per_pixel(self, tile_h: int, tile_w: int) -> float:
+        """Block activations, the rectangle windows' attention (or RG-SA's, whose key count grows
+        with the tile, whichever is larger) and the upsampler."""
+        c = self.config
+        window = c.split_size[0] * c.split_size[1]
+        steps = recursion_steps(tile_h, tile_w)
+        summary = max(1, tile_h // 4**steps) * max(1, tile_w // 4**steps)
+        return (
+            token_elements(c.embed_dim, c.mlp_ratio, fp32_stream=True)
+            + attention_elements(max(c.num_heads), max(window, summary))
+            + upsampler_elements(c.scale)
+        )
+
+    def preferred_tile_multiple(self) -> int:
+        """The long side of the rectangle windows (both orientations fit without padding)."""
+        return max(self.config.split_size)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` image -> ``(B, C, scale*H, scale*W)``; any ``H, W >= 16``."""
@@ -101,7 +96,6 @@ class RGT(nn.Module):
                 f"RGT input is {h}x{w}: both sides must be at least {MIN_INPUT_SIZE} px. "
                 "Pad the image (spandrel's ImageModelDescriptor does this for you)."
             )
-        cache = self.geometry if use_cache(self) else None
         mean = self.mean.to(x.dtype)
         # channels-last from the start: token views and convs then need no copies
         x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
@@ -111,7 +105,7 @@ class RGT(nn.Module):
         to_tokens, norm = self.before_RG
         tokens = norm_to(norm, to_tokens(shallow).to(stream), stream)
         for layer in self.layers:
-            tokens = layer(tokens, cache)
+            tokens = layer(tokens, self.cached_geometry)
         deep = self.conv_after_body(norm_to(self.norm, tokens, x.dtype).permute(0, 3, 1, 2)) + shallow
         out = self.conv_last(self.upsample(self.conv_before_upsample(deep)))
         return (out / self.img_range + mean).contiguous()

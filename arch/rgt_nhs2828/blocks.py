@@ -23,17 +23,10 @@ from einops import rearrange
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..common.windows import relative_position_index, window_partition, window_reverse, windowed_attention
-
-# Upstream hard-codes the local attention window (height, width) for every block.
-WINDOW = (8, 32)
-
-
-def relative_offsets(wh: int, ww: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    """Every (dy, dx) offset inside a ``wh x ww`` window, raster order: ``((2wh-1)(2ww-1), 2)``."""
-    dy = torch.arange(1 - wh, wh, device=device, dtype=dtype)
-    dx = torch.arange(1 - ww, ww, device=device, dtype=dtype)
-    return torch.stack(torch.meshgrid(dy, dx, indexing="ij"), dim=-1).flatten(0, 1)
+from ..common.position import lookup_position_bias, relative_offsets, relative_position_index
+from ..common.stream import float32_forward
+from ..common.windows import window_partition, window_reverse, windowed_attention
+from .config import WINDOW
 
 
 def recursion_steps(height: int, target: int, stride: int) -> int:
@@ -93,17 +86,7 @@ class PositionBiasMLP(nn.Module):
     def forward(self, offsets: Tensor) -> Tensor:
         """``(T, 2)`` offsets -> ``(T, heads)`` biases, computed in float32 whatever the weights' dtype
         (the table is tiny and built once; half precision would round the biases for nothing)."""
-        t = offsets.float()
-        for layer in self.seq:
-            if isinstance(layer, nn.Linear):
-                t = F.linear(t, layer.weight.float(), layer.bias.float())
-            elif isinstance(layer, nn.LayerNorm):
-                t = F.layer_norm(
-                    t, layer.normalized_shape, layer.weight.float(), layer.bias.float(), layer.eps
-                )
-            else:
-                t = layer(t)
-        return t
+        return float32_forward(self.seq, offsets)
 
 
 class PlainMLP(nn.Module):
@@ -138,9 +121,9 @@ class RectWindowAttention(nn.Module):
         """The learned bias for one window, ``(1, heads, N, N)``, built on ``device`` in ``dtype``."""
         wh, ww = WINDOW
         on = self.pos_bias.seq[0].weight.device
-        table = self.pos_bias(relative_offsets(wh, ww, on, torch.float32))
-        bias = table[relative_position_index(wh, ww, on)]  # (N, N, heads)
-        return rearrange(bias, "i j h -> 1 h i j").to(device=device, dtype=dtype).contiguous()
+        table = self.pos_bias(relative_offsets(wh, ww, on))
+        bias = lookup_position_bias(table, relative_position_index(wh, ww, on)).unsqueeze(0)
+        return bias.to(device=device, dtype=dtype).contiguous()
 
     def forward(self, x: Tensor, bias: Tensor) -> Tensor:
         """Args: x ``(B, H, W, C)`` with H, W multiples of the window; bias from :meth:`position_bias`."""

@@ -8,15 +8,12 @@ upstream forward accepts, runs, and crops the output.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from ..common.cache import attach_geometry_cache, cache_key, use_cache
+from ..common.image import pad_bottom_right
+from ..common.model import SRModel, attention_elements, token_elements, upsampler_elements
 from ..common.state import ignore_derived_buffers
 from .blocks import (
-    WINDOW,
     LocalBlock,
     RecursiveAttention,
     RecursiveBlock,
@@ -25,26 +22,11 @@ from .blocks import (
     recursion_steps,
     reduced_length,
 )
+from .config import WINDOW, NHS2828Config
 
 
 def _round_up(n: int, multiple: int) -> int:
     return -(-n // multiple) * multiple
-
-
-def reflect_pad(x: Tensor, bottom: int, right: int) -> Tensor:
-    """Reflect-pad ``x`` (NCHW) at the bottom/right by any amount.
-
-    Pads larger than the image are done in rounds (reflect needs ``pad < size``); a 1-pixel axis
-    cannot be reflected and is replicated.
-    """
-    while bottom > 0 or right > 0:
-        b = min(bottom, x.shape[-2] - 1)
-        r = min(right, x.shape[-1] - 1)
-        if b == 0 and r == 0:
-            return F.pad(x, (0, right, 0, bottom), mode="replicate")
-        x = F.pad(x, (0, r, 0, b), mode="reflect")
-        bottom, right = bottom - b, right - r
-    return x
 
 
 class Reconstruction(nn.Module):
@@ -60,59 +42,54 @@ class Reconstruction(nn.Module):
         return self.conv2(self.shuffle(self.conv1(x)))
 
 
-class NHS2828RGT(nn.Module):
+class NHS2828RGT(SRModel):
     """RGT as re-implemented by nhs2828: ``conv1`` -> residual groups -> ``conv2`` (+ skip) -> upsample.
 
     Args:
-        in_ch: image channels (``dim_in``).
-        out_ch: output channels (upstream: ``dim_in``).
-        dim: embedding channels (``C``).
-        depths: (local, recursive) block pairs per residual group (``N1`` groups of ``N2``).
-        reduced_dim: RG-SA query/key channels (``int(C * cr)``).
-        num_heads: attention heads (``nb_heads``).
-        pos_dim: hidden width of the dynamic position bias (``C // 16``).
-        mlp_hidden: MLP hidden width (``hidden_ratio * C``).
-        scale: upscale factor.
-        reduction_kernel: kernel of the RG-SA recursive depth-wise conv (4).
-        stride_r: its stride (``s_r``).
-        recursion_size: the forward argument ``h`` (16 at upstream test time).
+        config: the hyperparameters (default: upstream's x2 model).
     """
 
-    def __init__(
-        self,
-        *,
-        in_ch: int = 3,
-        out_ch: int | None = None,
-        dim: int = 180,
-        depths: Sequence[int] = (6, 6),
-        reduced_dim: int = 90,
-        num_heads: int = 6,
-        pos_dim: int = 11,
-        mlp_hidden: int = 360,
-        scale: int = 2,
-        reduction_kernel: int = 4,
-        stride_r: int = 4,
-        recursion_size: int = 16,
-    ) -> None:
-        super().__init__()
-        self.scale = scale
-        self.reduction_kernel = reduction_kernel
-        self.stride_r = stride_r
-        self.recursion_size = recursion_size
+    def __init__(self, config: NHS2828Config | None = None) -> None:
+        super().__init__(config or NHS2828Config())
+        c = self.config
+        dim, hidden = c.embed_dim, int(c.embed_dim * c.mlp_ratio)
 
-        def make_local() -> LocalBlock:
-            return LocalBlock(dim, num_heads, pos_dim, mlp_hidden)
+        def group(depth: int, heads: int) -> ResidualGroup:
+            def make_local() -> LocalBlock:
+                return LocalBlock(dim, heads, c.pos_dim, hidden)
 
-        def make_recursive() -> RecursiveBlock:
-            attn = RecursiveAttention(dim, reduced_dim, num_heads, reduction_kernel, stride_r, recursion_size)
-            return RecursiveBlock(dim, mlp_hidden, attn)
+            def make_recursive() -> RecursiveBlock:
+                attn = RecursiveAttention(
+                    dim, c.reduced_dim, heads, c.reduction_kernel, c.stride_r, c.recursion_size
+                )
+                return RecursiveBlock(dim, hidden, attn)
 
-        self.conv1 = nn.Conv2d(in_ch, dim, 3, 1, 1)
-        self.RGs = nn.ModuleList(ResidualGroup(dim, d, make_local, make_recursive) for d in depths)
+            return ResidualGroup(dim, depth, make_local, make_recursive)
+
+        self.conv1 = nn.Conv2d(c.in_chans, dim, 3, 1, 1)
+        self.RGs = nn.ModuleList(group(d, h) for d, h in zip(c.depths, c.num_heads, strict=True))
         self.conv2 = nn.Conv2d(dim, dim, 3, 1, 1)
-        self.reconstruction = Reconstruction(dim, out_ch or in_ch, scale)
-        self.geometry = attach_geometry_cache(self)
+        self.reconstruction = Reconstruction(dim, c.out_chans, c.scale)
         ignore_derived_buffers(self)
+
+    def working_set_per_pixel(self, tile_h: int, tile_w: int) -> float:
+        """Block activations at the real width, the window attention or RG-SA's (its key count is
+        the recursively reduced padded tile), and the reconstruction (``dim x scale^2`` channels)."""
+        c = self.config
+        ph, pw = self.padded_size(tile_h, tile_w)
+        steps = recursion_steps(ph, c.recursion_size, c.stride_r)
+        summary = reduced_length(ph, steps, c.reduction_kernel, c.stride_r) * reduced_length(
+            pw, steps, c.reduction_kernel, c.stride_r
+        )
+        return (
+            token_elements(c.embed_dim, c.mlp_ratio, fp32_stream=False)
+            + attention_elements(max(c.num_heads), max(WINDOW[0] * WINDOW[1], summary))
+            + upsampler_elements(c.scale, c.embed_dim)
+        )
+
+    def preferred_tile_multiple(self) -> int:
+        """The window's long side: tiles need no padding to whole windows."""
+        return max(WINDOW)
 
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         """Smallest ``(H, W) >= (h, w)`` that upstream's forward accepts.
@@ -121,7 +98,7 @@ class NHS2828RGT(nn.Module):
         of the window width that survives as many reductions as H needs.
         """
         wh, ww = WINDOW
-        k, s, target = self.reduction_kernel, self.stride_r, self.recursion_size
+        k, s, target = self.config.reduction_kernel, self.config.stride_r, self.config.recursion_size
         ph = max(_round_up(h, wh), _round_up(target * s, wh))
         while (
             recursion_steps(ph, target, s) < 1 or reduced_length(ph, recursion_steps(ph, target, s), k, s) < 1
@@ -134,22 +111,20 @@ class NHS2828RGT(nn.Module):
         return ph, pw
 
     def window_biases(self, x: Tensor) -> tuple[Tensor, ...]:
-        """Position bias of every local block, built once per (device, dtype) while in inference."""
+        """Position bias of every local block, built once per (device, dtype)."""
 
         def build() -> tuple[Tensor, ...]:
             return tuple(
                 block.lsa.position_bias(x.device, x.dtype) for group in self.RGs for block in group.LSAs
             )
 
-        if not use_cache(self):
-            return build()
-        return self.geometry.get(cache_key("nhs2828_window_bias", x), build)
+        return self.cached_geometry("nhs2828.window_biases", x, build)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         # Pad to a size the upstream forward accepts (cropped off at the end).
         ph, pw = self.padded_size(h, w)
-        x = reflect_pad(x, ph - h, pw - w)
+        x = pad_bottom_right(x, ph - h, pw - w, "reflect")
         # Channels-last tokens, kept contiguous so LayerNorms and linears need no copies.
         tokens = self.conv1(x).permute(0, 2, 3, 1).contiguous()
         # Residual groups, each with its slice of the window biases.
