@@ -20,6 +20,7 @@ from comfy_api.latest import io, ui
 
 from ..arch.errors import ModelLoadError
 from ..arch.loader import load_model
+from ..engine.describe import describe
 from .paths import model_names, model_path
 from .residency import attach_patcher
 
@@ -64,44 +65,6 @@ def _load(path: str):
             "truncated, corrupt or a variant this version does not support: download it again, and "
             "report it if it still fails."
         ) from e
-
-
-def _precisions(desc) -> str:
-    names = ["fp32"] + (["bf16"] if desc.supports_bfloat16 else []) + (["fp16"] if desc.supports_half else [])
-    return ", ".join(names)
-
-
-def _size_rule(desc) -> str:
-    req = desc.size_requirements
-    parts = []
-    if req.multiple_of > 1:
-        parts.append(f"multiple of {req.multiple_of}")
-    if req.minimum > 0:
-        parts.append(f"at least {req.minimum} px")
-    if req.square:
-        parts.append("square")
-    return ", ".join(parts) or "any"
-
-
-def describe(desc, file_name: str) -> str:
-    """What the node shows: architecture, variant, scale, parameters, precisions, inferred settings."""
-    info = getattr(desc, "srt_info", None)
-    if info is not None:
-        head = info.summary()
-        source = "SR Transformers implementation"
-    else:
-        params = sum(p.numel() for p in desc.model.parameters())
-        tags = f" [{', '.join(desc.tags)}]" if desc.tags else ""
-        head = f"{desc.architecture.name}{tags} x{desc.scale}, {params / 1e6:.2f} M params"
-        source = "spandrel implementation"
-    return "\n".join(
-        [
-            head,
-            f"precisions: {_precisions(desc)}",
-            f"channels: {desc.input_channels} -> {desc.output_channels}; input size: {_size_rule(desc)}",
-            f"{file_name} ({source})",
-        ]
-    )
 
 
 class LoadModelNode(io.ComfyNode):

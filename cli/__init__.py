@@ -1,0 +1,47 @@
+"""Command line over the pack's loader and engine, without ComfyUI.
+
+Run it from the repository root::
+
+    python -m cli upscale photo.png -o photo_x4.png
+    python -m cli info weights/SRT_ATD-light-mini_x4.safetensors
+    python -m cli compare a.png b.png --reference original.png
+
+Inside the pack this folder is the subpackage ``<pack>.cli`` and imports ``..engine`` and
+``..arch`` relatively, like the rest of the pack (ComfyUI itself never imports it). ``python -m
+cli`` loads this file as a top-level package ``cli`` instead, where those relative imports cannot
+work: :func:`main` then registers the checkout as the package ``srt`` (a module object whose
+``__path__`` is the repository root, as ``tests/conftest.py`` and ``training/`` do) and runs
+``srt.cli`` -- the same files, imported as part of the pack. Nothing is added to ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import types
+
+PACK_ALIAS = "srt"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _register_pack() -> None:
+    """Make the checkout importable as :data:`PACK_ALIAS` (idempotent)."""
+    if PACK_ALIAS not in sys.modules:
+        pack = types.ModuleType(PACK_ALIAS)
+        pack.__path__ = [REPO]
+        pack.__file__ = os.path.join(REPO, "__init__.py")
+        sys.modules[PACK_ALIAS] = pack
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    if "." not in __name__:  # loaded as the top-level ``cli`` (python -m cli)
+        _register_pack()
+        app = importlib.import_module(f"{PACK_ALIAS}.cli.app")
+    else:
+        from . import app
+    return app.main(argv)
+
+
+__all__ = ["main"]

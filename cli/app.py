@@ -1,0 +1,153 @@
+"""The command line's arguments, and how every failure becomes one line and an exit code.
+
+Exit codes: 0 done; 1 some images of a folder failed (the others were written) or the model
+failed; 2 bad arguments or bad input (missing file, unreadable image, unknown model, a folder
+without images). ``--debug`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from typing import TextIO
+
+from ..engine.comparison import MODES
+from ..engine.host import Settings
+from ..engine.metrics import CHANNELS
+from ..engine.precision import PRECISIONS
+from . import compare, info, upscale
+from .device import DEVICES
+from .errors import USAGE, CliError, first_line
+from .models import DEFAULT_PATTERN, DEFAULT_SCALE, DEFAULT_SCALES
+
+PROG = "python -m cli"
+INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one :class:`CliError` line instead of usage + message."""
+
+    def error(self, message: str):
+        raise CliError(message, self.prog, f"see {self.prog} --help")
+
+
+def _size(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for ``upscale``, ``info`` and ``compare``."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="print the traceback of an error too")
+    parser = _Parser(
+        prog=PROG,
+        description="Super-resolution with the pack's models and tiling engine, without ComfyUI.",
+        epilog=(
+            f"examples:\n  {PROG} upscale photo.jpg -o photo_x4.png\n  {PROG} upscale photos/ -o big/ --scale 2\n"
+            f"  {PROG} info weights/my_model.safetensors\n  {PROG} compare a.png b.png --reference original.png"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command_name", metavar="COMMAND", parser_class=_Parser)
+
+    up = commands.add_parser(
+        "upscale",
+        parents=[common],
+        help="upscale image files or folders to PNG",
+        description="Upscale PNG/JPEG/WebP images (files or folders) to PNG; alpha and 16-bit depth are kept.",
+    )
+    up.add_argument("inputs", nargs="+", metavar="INPUT", help="image file or folder of images")
+    up.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="PNG file (one image) or folder")
+    up.add_argument(
+        "--scale",
+        type=int,
+        choices=DEFAULT_SCALES,
+        help=f"without --model: the default model of this scale (weights/{DEFAULT_PATTERN}; default "
+        f"{DEFAULT_SCALE}); with --model of another scale: the output is resized to it",
+    )
+    up.add_argument("--model", metavar="NAME_OR_PATH", help="checkpoint path, or a file name in weights/")
+    up.add_argument(
+        "--tile", type=_size, default=0, metavar="N", help="tile side in input pixels; 0 = auto (default)"
+    )
+    up.add_argument(
+        "--overlap",
+        type=_size,
+        default=Settings().overlap,
+        metavar="N",
+        help="overlap of neighbouring tiles (default %(default)s)",
+    )
+    up.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="compute precision (default auto)"
+    )
+    up.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if available, else CPU")
+    up.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar and no summary lines, errors only"
+    )
+    up.set_defaults(run=upscale.run)
+
+    inf = commands.add_parser(
+        "info",
+        parents=[common],
+        help="what Load SR Model shows about a checkpoint",
+        description="Describe a checkpoint.",
+    )
+    inf.add_argument("model", metavar="MODEL", help="checkpoint path, or a file name in weights/")
+    inf.set_defaults(run=info.run)
+
+    cmp = commands.add_parser(
+        "compare",
+        parents=[common],
+        help="PSNR/SSIM of two images, as the Compare node reports them",
+        description="PSNR/SSIM of B (and A) against a reference, or of B against A without one.",
+    )
+    cmp.add_argument("a", metavar="A", help="first image")
+    cmp.add_argument("b", metavar="B", help="second image")
+    cmp.add_argument("--reference", metavar="R", help="ground truth; without it B is measured against A")
+    cmp.add_argument(
+        "--channels", choices=CHANNELS, default="y", help="y: BT.601 luma as SR papers (default); rgb"
+    )
+    cmp.add_argument("--border-crop", type=_size, default=0, metavar="N", help="pixels ignored at every edge")
+    cmp.add_argument("-o", "--output", metavar="PNG", help="also save the comparison image")
+    cmp.add_argument("--mode", choices=MODES, default="side_by_side", help="comparison image layout")
+    cmp.add_argument("--gain", type=float, default=8.0, help="amplification of the difference heatmap")
+    cmp.set_defaults(run=compare.run)
+    return parser
+
+
+def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Parse ``argv``, run the command, and turn every failure into one line; returns the exit code."""
+    out, err = out or sys.stdout, err or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except CliError as e:
+        print(f"error: {e}", file=err)
+        return USAGE
+    except SystemExit as e:  # --help
+        return int(e.code or 0)
+    if not args.command_name:
+        parser.print_help(err)
+        return USAGE
+    try:
+        return args.run(args, out, err)
+    except CliError as e:
+        if args.debug:
+            traceback.print_exception(e, file=err)
+        print(f"error: {e}", file=err)
+        return e.code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=err)
+        return INTERRUPTED
+    except Exception as e:  # a bug: still one line, unless --debug asks for the traceback
+        if args.debug:
+            raise
+        print(
+            f"error: unexpected {type(e).__name__}: {first_line(e)} ({PROG} {args.command_name}): "
+            "run again with --debug for the traceback and report it",
+            file=err,
+        )
+        return 1
