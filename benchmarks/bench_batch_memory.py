@@ -39,9 +39,13 @@ def _rss(field: str) -> int:
 def _worker(path: str, frames: int, size: int, dtype: torch.dtype) -> dict:
     from spandrel.architectures.Compact import Compact
 
-    from benchmarks.bench_tiling import _import_pack, core_tiled_scale
+    from benchmarks.bench_tiling import core_tiled_scale
+    from benchmarks.common import import_pack
 
-    arch, runner = _import_pack()
+    import_pack()
+    import srt.arch as arch
+    import srt.engine.runner as runner
+
     torch.manual_seed(0)
     net = Compact(num_in_ch=3, num_out_ch=3, num_feat=16, num_conv=4, upscale=4, act_type="prelu")
     desc = arch.load_state_dict(net.state_dict()).eval()
