@@ -35,6 +35,7 @@ class Host:
         bf16_ok: whether the device runs bf16 well (None = ask torch).
         output_dtype: dtype of the output IMAGE (ComfyUI's intermediate dtype); tiles are blended
             in float32 and each frame is converted once.
+        compile_backend: ``torch.compile`` backend for ``Settings.compile`` (tests use "eager").
         placement: ``(descriptor, memory_required) -> Placement`` that puts the weights on the
             device (ComfyUI's model management); None = convert and move the module locally and
             put it back afterwards (:class:`.placement.LocalPlacement`).
@@ -52,16 +53,22 @@ class Host:
     bf16_ok: bool | None = None
     output_dtype: torch.dtype = torch.float32
     placement: Callable[..., Placement] | None = None
+    compile_backend: object = "inductor"  # a backend name or a callable
 
 
 @dataclass
 class Settings:
-    """User settings. ``tile=0``: automatic; ``output_scale=0``: the model's own scale."""
+    """User settings. ``tile=0``: automatic; ``output_scale=0``: the model's own scale.
+
+    ``compile``: run the model through ``torch.compile`` (opt-in; all tiles of a run have one
+    shape, so it compiles once per model, tile shape and dtype, and later runs reuse it).
+    """
 
     tile: int = 0
     overlap: int = 32
     precision: str = "auto"
     output_scale: float = 0.0
+    compile: bool = False
 
 
 @dataclass
@@ -75,6 +82,7 @@ class Report:
     oom_backoffs: int = 0
     nonfinite_tiles: int = 0
     fp32_from_tile: int = 0  # when a half run switched to fp32 for good: the first tile in fp32 (1-based)
+    compile_seconds: float = 0.0  # first compiled call(s) of this run beyond a normal tile's time
     notes: list[str] = field(default_factory=list)
 
 

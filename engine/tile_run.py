@@ -12,12 +12,14 @@ of the run switches to fp32.
 
 from __future__ import annotations
 
+import time
 from collections import deque
 
 import torch
 from torch import Tensor
 
 from .channels import ChannelPlan, image_output, model_input
+from .compiled import can_compile, compiled, mark_failed
 from .host import Host, Report, Settings
 from .memory import is_oom
 from .placement import Placement, model_call
@@ -54,6 +56,7 @@ class TileRun:
         self.done = 0
         self.half_tiles = 0  # tiles tried in a half precision
         self.half_checked = 0  # of those, how many have had their flag read
+        self.compiled_times: list[float] = []  # the first two compiled tiles, for the compile cost
 
     def overlap(self) -> int:
         return max(0, min(self.settings.overlap, self.tile // 2))
@@ -75,6 +78,33 @@ class TileRun:
         y = self.model_call(module, x, t.h, t.w)
         ok = torch.isfinite(y).all()
         return torch.where(ok, y, 0.0).float(), ok
+
+    def run_model(self, frame: Tensor, t: Tile) -> tuple[Tensor, Tensor]:
+        """:meth:`compute` with the run's module, compiled when asked (eager if that fails)."""
+        if not (self.settings.compile and can_compile(self.module)):
+            return self.compute(frame, t, self.module, self.dtype)
+        module = compiled(self.module, self.host.compile_backend)
+        timed = len(self.compiled_times) < 2
+        try:
+            if timed:
+                _sync(self.host.device)
+                start = time.perf_counter()
+            out = self.compute(frame, t, module, self.dtype)
+            if timed:
+                _sync(self.host.device)
+                self.compiled_times.append(time.perf_counter() - start)
+                if len(self.compiled_times) == 2:
+                    first, steady = self.compiled_times
+                    self.report.compile_seconds = max(0.0, first - steady)
+            return out
+        except Exception as e:
+            if is_oom(e, self.host.oom_exceptions):
+                raise
+            self.host.warn(
+                f"{model_name(self.desc)}: torch.compile failed ({type(e).__name__}: {e}); running uncompiled."
+            )
+            mark_failed(self.module)
+            return self.compute(frame, t, self.module, self.dtype)
 
     def settle(self, frame: Tensor, acc: Tensor, pending: list) -> None:
         """Read the pending tiles' flags (one host sync) and redo the non-finite ones in fp32."""
@@ -151,7 +181,7 @@ class TileRun:
                 self.host.check_interrupt()
             failed = False
             try:
-                y, ok = self.compute(padded, t, self.module, self.dtype)
+                y, ok = self.run_model(padded, t)
             except Exception as e:
                 if not is_oom(e, self.host.oom_exceptions) or not self.shrink():
                     raise
@@ -181,6 +211,11 @@ class TileRun:
         rows, cols = min(t.h * s, acc.shape[1] - y0), min(t.w * s, acc.shape[2] - x0)
         weighted = image_output(y, self.plan)[0, :, :rows, :cols].to(acc.device)
         acc[:, y0 : y0 + rows, x0 : x0 + cols] += weighted * (t.wy[:rows, None] * t.wx[None, :cols])
+
+
+def _sync(device: torch.device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def _weights_to(tiles: list[Tile], device: torch.device) -> list[Tile]:

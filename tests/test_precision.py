@@ -170,3 +170,26 @@ def test_a_late_nonfinite_tile_in_a_later_frame_is_found_and_redone():
     assert torch.isfinite(result.image).all() and len(warnings) == 1
     fp32 = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
     torch.testing.assert_close(result.image[1, :, 96:], fp32[1, :, 96:], atol=0, rtol=0)
+
+
+def test_compiled_path_gives_the_same_image_and_reports_its_cost():
+    desc = per_pixel(2)
+    image = torch.rand(1, 24, 24, 3)
+    eager = upscale(desc, image, Settings(tile=16, overlap=4), Host()).image
+    result = upscale(desc, image, Settings(tile=16, overlap=4, compile=True), Host(compile_backend="eager"))
+    torch.testing.assert_close(result.image, eager, atol=1e-6, rtol=0)
+    assert result.report.tiles_run == 4 and result.report.compile_seconds >= 0.0
+
+
+def test_a_model_that_does_not_compile_runs_eagerly_with_one_warning():
+    def broken_backend(graph, example_inputs):
+        raise RuntimeError("this backend cannot compile anything")
+
+    desc = per_pixel(2)
+    image = torch.rand(1, 24, 24, 3)
+    warnings: list[str] = []
+    host = Host(compile_backend=broken_backend, warn=warnings.append)
+    result = upscale(desc, image, Settings(tile=16, overlap=4, compile=True), host)
+    eager = upscale(desc, image, Settings(tile=16, overlap=4), Host()).image
+    torch.testing.assert_close(result.image, eager, atol=0, rtol=0)
+    assert len(warnings) == 1 and "torch.compile failed" in warnings[0]
