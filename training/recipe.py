@@ -19,7 +19,7 @@ from torch import nn
 from . import WEIGHTS, import_pack
 
 ARCH = dict(
-    in_chans=3, embed_dim=48, depths=[2, 2, 2, 2], num_heads=[4, 4, 4, 4], window_size=16,
+    in_chans=3, embed_dim=48, depths=(2, 2, 2, 2), num_heads=(4, 4, 4, 4), window_size=16,
     category_size=128, num_tokens=64, reducted_dim=8, convffn_kernel_size=7, mlp_ratio=1.0,
     qkv_bias=True, patch_norm=True, img_range=1.0, upsampler="pixelshuffledirect",
     resi_connection="1conv", norm=True,
@@ -34,10 +34,10 @@ def shipped_path(scale: int) -> str:
 def build_model(scale: int) -> nn.Module:
     """Our ATD with :data:`ARCH` at ``scale``, official initialisation (tests/atd_weights.py), seed 0."""
     import_pack()
-    from srt.arch.atd import ATD
+    from srt.arch.atd import ATD, ATDConfig
     from srt.tests.atd_weights import official_init
 
-    model = ATD(upscale=scale, **ARCH)
+    model = ATD(ATDConfig(scale=scale, **ARCH))
     official_init(model, seed=0)
     return model
 
@@ -64,7 +64,7 @@ def fit_readout(
     best linear 5x5 filter, instead of a random image. Used at step 0 of both scales (the x4
     model's trunk comes from the trained x2 model). Returns the fitted L1 error on ``batches``.
     """
-    conv, scale = model.upsample[0], model.upscale
+    conv, scale = model.upsample[0], model.scale
     rows, targets = [], []
     for lr, hr in batches:
         feats = torch.nn.functional.unfold(upsampler_input(model, lr), 3, padding=1)  # B, C*9, h*w
@@ -85,7 +85,8 @@ def fit_readout(
 
 def hyperparameters(scale: int) -> dict:
     """Constructor arguments as traiNNer-redux stores them (official ATD names)."""
-    return dict(img_size=64, patch_size=1, ape=False, upscale=scale, **ARCH)
+    lists = {k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()}
+    return dict(img_size=64, patch_size=1, ape=False, upscale=scale, **lists)
 
 
 def save_official(model: nn.Module, path: str, state: dict | None = None, extra: dict | None = None) -> None:
@@ -99,7 +100,7 @@ def save_official(model: nn.Module, path: str, state: dict | None = None, extra:
     layout = official_layout(model)
     if state is not None:
         layout.update({k: v.detach().contiguous() for k, v in state.items()})
-    metadata = {"metadata": json.dumps(hyperparameters(model.upscale))}
+    metadata = {"metadata": json.dumps(hyperparameters(model.scale))}
     metadata.update({k: str(v) for k, v in (extra or {}).items()})
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
