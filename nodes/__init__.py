@@ -7,15 +7,18 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
+from . import paths
 from .compare import CompareNode
 from .load_model import LoadModelNode
 from .upscale import UpscaleTiledNode
 
 
 class SRTransformersExtension(ComfyExtension):
-    """Registers Load SR Model, Upscale Image (tiled) and Compare."""
+    """Registers Load SR Model, Upscale Image (tiled) and Compare, and the ``weights/`` folder."""
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        # called once at load by every supported host (0.3.64 never calls on_load), before the schemas
+        paths.register()
         return [LoadModelNode, UpscaleTiledNode, CompareNode]
 
 

@@ -14,8 +14,21 @@ from __future__ import annotations
 from comfy_api.latest import io, ui
 
 from ..engine.comparison import MODES, Comparison, compare
+from . import host_compat
 
 METRIC_CHANNELS = {"y_channel": "y", "rgb": "rgb"}
+SEARCH_ALIASES = [
+    "compare",
+    "image comparer",
+    "before after",
+    "slider",
+    "PSNR",
+    "SSIM",
+    "metrics",
+    "difference",
+    "super resolution",
+    "upscale",
+]
 PREVIEW_FRAMES = 32  # frames of a batch saved for the slider; metrics always cover every frame
 
 
@@ -116,6 +129,7 @@ class CompareNode(io.ComfyNode):
                     tooltip="Per-image and mean PSNR/SSIM of A and B vs the reference, and notes.",
                 ),
             ],
+            **host_compat.schema_extras(search_aliases=SEARCH_ALIASES),
         )
 
     @classmethod

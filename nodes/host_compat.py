@@ -11,12 +11,17 @@ in between and is bridged here:
   touch ``comfy.cli_args`` or host constants directly.
 * 0.3.64's core upscale node moves the model with ``.to()`` behind the model manager's back,
   so a patcher it has registered may say "loaded" for weights that are back on the CPU.
+* ``io.Schema(search_aliases=...)`` (extra words the node search matches) is newer than 0.3.64,
+  whose ``Schema`` rejects the keyword: :func:`schema_extras` passes it only where it exists.
+* 0.3.64 never calls ``ComfyExtension.on_load``; both call ``get_node_list`` once at load, which
+  is where the pack registers its ``weights/`` folder.
 
 Nothing else in the pack checks versions or catches ``AttributeError``/``ImportError`` of the host.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 
 import comfy.model_management as mm
@@ -136,3 +141,11 @@ def force_fp32() -> bool:
     from comfy.cli_args import args
 
     return bool(getattr(args, "force_fp32", False))
+
+
+def schema_extras(search_aliases: list[str]) -> dict:
+    """Keyword arguments for ``io.Schema`` that only newer hosts accept (none on 0.3.64)."""
+    from comfy_api.latest import io
+
+    accepted = inspect.signature(io.Schema).parameters
+    return {"search_aliases": list(search_aliases)} if "search_aliases" in accepted else {}

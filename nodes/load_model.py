@@ -21,11 +21,24 @@ from comfy_api.latest import io, ui
 from ..arch.errors import ModelLoadError
 from ..arch.loader import load_model
 from ..engine.describe import describe
-from .paths import model_names, model_path
+from . import host_compat
+from .paths import model_names, model_path, where_to_put
 from .residency import attach_patcher
 
 log = logging.getLogger(__name__)
 
+SEARCH_ALIASES = [
+    "load upscale model",
+    "upscale model",
+    "upscaler",
+    "super resolution",
+    "SR",
+    "RGT",
+    "DRCT",
+    "ATD",
+    "spandrel",
+    "checkpoint",
+]
 KEEP_LOADED = 2  # descriptors kept alive after ComfyUI's own cache has dropped them
 
 _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -72,6 +85,7 @@ class LoadModelNode(io.ComfyNode):
 
     @classmethod
     def define_schema(cls) -> io.Schema:
+        names = model_names()
         return io.Schema(
             node_id="SRT_LoadModel",
             display_name="Load SR Model",
@@ -85,10 +99,12 @@ class LoadModelNode(io.ComfyNode):
             inputs=[
                 io.Combo.Input(
                     "model_name",
-                    options=model_names(),
+                    options=names,
                     tooltip=(
                         "Checkpoint file from the pack's weights/ folder or models/upscale_models. "
                         "Files dropped in while ComfyUI runs appear after a refresh (R)."
+                        if names
+                        else f"No checkpoint installed. {where_to_put()}"
                     ),
                 ),
             ],
@@ -100,7 +116,17 @@ class LoadModelNode(io.ComfyNode):
                     ),
                 ),
             ],
+            **host_compat.schema_extras(search_aliases=SEARCH_ALIASES),
         )
+
+    @classmethod
+    def validate_inputs(cls, model_name: str | None = None):
+        """A missing file fails the queue with where to put one (instead of "Value not in list")."""
+        try:
+            model_path(model_name or "")
+        except FileNotFoundError as e:
+            return str(e)
+        return True
 
     @classmethod
     def fingerprint_inputs(cls, model_name: str):

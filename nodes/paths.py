@@ -1,9 +1,10 @@
 """Where "Load SR Model" finds checkpoints: the pack's ``weights/`` folder and ``models/upscale_models``.
 
-``weights/`` is registered with ComfyUI's ``folder_paths`` as ``srt_weights`` (so
-``extra_model_paths.yaml`` can add more folders under that name), restricted to the model file
-extensions our loader reads. ``folder_paths`` re-lists a folder when its modification time
-changes, so files dropped in while ComfyUI runs show up on the next refresh.
+``weights/`` is registered with ComfyUI's ``folder_paths`` as ``srt_weights`` once, when the
+extension loads (:func:`register`), so ``extra_model_paths.yaml`` can add more folders under that
+name, restricted to the model file extensions our loader reads. ``folder_paths`` re-lists a folder
+when its modification time changes, so files dropped in while ComfyUI runs show up on the next
+refresh.
 """
 
 from __future__ import annotations
@@ -17,40 +18,59 @@ from ..arch.loader import MODEL_EXTENSIONS
 FOLDER = "srt_weights"
 CORE_FOLDER = "upscale_models"
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
+# README section listing the official and community checkpoints (a stable anchor: keep it)
+WHERE_TO_GET = "https://github.com/sr-transformers/comfyui-sr-transformers#where-to-get-checkpoints"
 
 
 def register() -> None:
-    """Register ``weights/`` as ``srt_weights`` (idempotent)."""
-    folder_paths.add_model_folder_path(FOLDER, WEIGHTS_DIR, is_default=True)
+    """Add ``weights/`` to the ``srt_weights`` folders (idempotent; called when the extension loads).
+
+    ComfyUI reads ``extra_model_paths.yaml`` before it loads custom nodes. Folders configured
+    there for ``srt_weights`` keep their order -- the first is the default one, where ComfyUI and
+    its manager save -- and ``weights/`` comes after them; without any, it is the only folder.
+    """
+    configured = folder_paths.folder_names_and_paths.get(FOLDER, ([], set()))[0]
+    if WEIGHTS_DIR not in configured:
+        folder_paths.add_model_folder_path(FOLDER, WEIGHTS_DIR, is_default=False)
     folder_paths.folder_names_and_paths[FOLDER][1].update(MODEL_EXTENSIONS)
 
 
+def _folders() -> list[str]:
+    """The registered folder kinds we search, ``srt_weights`` first."""
+    return [f for f in (FOLDER, CORE_FOLDER) if f in folder_paths.folder_names_and_paths]
+
+
 def _listed(folder: str) -> list[str]:
-    try:
-        names = folder_paths.get_filename_list(folder)
-    except KeyError:  # a host without that folder kind
-        return []
+    names = folder_paths.get_filename_list(folder)
     return [n for n in names if n.lower().endswith(MODEL_EXTENSIONS)]
 
 
 def model_names() -> list[str]:
     """Checkpoint names from ``weights/`` and ``upscale_models`` (sorted, without duplicates)."""
-    register()
-    return sorted(set(_listed(FOLDER)) | set(_listed(CORE_FOLDER)), key=str.lower)
+    names = {n for folder in _folders() for n in _listed(folder)}
+    return sorted(names, key=str.lower)
+
+
+def places() -> str:
+    """The folders checkpoints are read from, for messages."""
+    dirs = [d for f in _folders() for d in folder_paths.get_folder_paths(f)]
+    return " or ".join(dirs) if dirs else f"{WEIGHTS_DIR} or ComfyUI's models/upscale_models"
+
+
+def where_to_put() -> str:
+    """One sentence: where checkpoints go and where to find them."""
+    return (
+        f"Put a checkpoint (.safetensors or .pth) in {places()}, then refresh (press R). "
+        f"Official and community RGT/DRCT/ATD checkpoints: README, 'Where to get checkpoints' ({WHERE_TO_GET})."
+    )
 
 
 def model_path(name: str) -> str:
-    """Full path of ``name``, ``weights/`` first; ``FileNotFoundError`` naming both places otherwise."""
-    register()
-    for folder in (FOLDER, CORE_FOLDER):
-        try:
-            path = folder_paths.get_full_path(folder, name)
-        except KeyError:
-            path = None
+    """Full path of ``name``, ``weights/`` first; ``FileNotFoundError`` naming the places otherwise."""
+    for folder in _folders():
+        path = folder_paths.get_full_path(folder, name)
         if path is not None and os.path.isfile(path):
             return path
-    places = folder_paths.get_folder_paths(FOLDER) + folder_paths.get_folder_paths(CORE_FOLDER)
-    raise FileNotFoundError(
-        f"model '{name}' not found in {' or '.join(places)}. Put the checkpoint in the pack's weights/ "
-        "folder or in models/upscale_models, then refresh the node list (press R)."
-    )
+    if not model_names():
+        raise FileNotFoundError(f"no checkpoint installed (model '{name}' not found). {where_to_put()}")
+    raise FileNotFoundError(f"model '{name}' not found. {where_to_put()}")

@@ -25,6 +25,19 @@ from .residency import ComfyPlacement
 log = logging.getLogger(__name__)
 
 DEFAULT_OVERLAP = 32
+SEARCH_ALIASES = [
+    "upscale",
+    "upscale image using model",
+    "tiled upscale",
+    "tile",
+    "super resolution",
+    "SR",
+    "RGT",
+    "DRCT",
+    "ATD",
+    "upscale video frames",
+    "batch upscale",
+]
 
 
 def comfy_host(device: torch.device, pbar: comfy.utils.ProgressBar) -> Host:
@@ -155,6 +168,7 @@ class UpscaleTiledNode(io.ComfyNode):
                     ),
                 ),
             ],
+            **host_compat.schema_extras(search_aliases=SEARCH_ALIASES),
         )
 
     @classmethod

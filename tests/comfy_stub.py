@@ -9,8 +9,10 @@ It models what the nodes rely on, as both supported hosts do it (checked against
   away, as the real one does; ``free_memory`` unloads registered models (ON_DETACH callbacks,
   module back to the offload device). Every call is recorded in ``calls``.
 * ``comfy.model_patcher``: ``ModelPatcher`` (both hosts) and ``CoreModelPatcher`` (0.33 only).
-* ``comfy_api.latest``: ``io``/``ui`` as plain records of what the schema declares.
-* ``folder_paths``: model folders in a temporary directory.
+* ``comfy_api.latest``: ``io``/``ui`` as plain records of what the schema declares;
+  ``io.Schema`` takes ``search_aliases`` on 0.33 only.
+* ``folder_paths``: model folders in a temporary directory; ``install(..., extra_paths=...)``
+  adds folders as ``extra_model_paths.yaml`` does before custom nodes load.
 
 ``install(version)`` puts the modules into ``sys.modules``; ``version`` is ``"0.3.64"`` (no
 ``CoreModelPatcher``, no ``intermediate_dtype``) or ``"0.33"``.
@@ -49,10 +51,26 @@ class NodeOutput:
         self.result, self.ui = result, ui
 
 
-def _io_module() -> types.ModuleType:
+class Schema(Record):
+    """0.33's schema: ``search_aliases`` among its fields."""
+
+    def __init__(self, *args, search_aliases=None, **kwargs) -> None:
+        super().__init__(*args, search_aliases=search_aliases, **kwargs)
+
+
+class OldSchema(Record):
+    """0.3.64's schema: no ``search_aliases`` (a TypeError, as its dataclass raises)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        if "search_aliases" in kwargs:
+            raise TypeError("Schema.__init__() got an unexpected keyword argument 'search_aliases'")
+        super().__init__(*args, **kwargs)
+
+
+def _io_module(new: bool) -> types.ModuleType:
     io = types.ModuleType("comfy_api.latest.io")
     io.ComfyNode = type("ComfyNode", (), {})
-    io.Schema = Record
+    io.Schema = Schema if new else OldSchema
     io.NodeOutput = NodeOutput
     io.FolderType = types.SimpleNamespace(temp="temp", output="output")
     io.__getattr__ = lambda name: IOType  # Image, Int, Combo, UpscaleModel, ...
@@ -135,8 +153,17 @@ class ModelManagement(types.ModuleType):
         return unloaded
 
 
-def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.float32) -> ModelManagement:
-    """Put stub ComfyUI modules (of host ``version``) into ``sys.modules``; returns the model manager."""
+def install(
+    version: str,
+    weights_dir: str,
+    intermediate: torch.dtype = torch.float32,
+    extra_paths: dict[str, list[tuple[str, bool]]] | None = None,
+) -> ModelManagement:
+    """Put stub ComfyUI modules (of host ``version``) into ``sys.modules``; returns the model manager.
+
+    ``extra_paths``: ``{folder_name: [(path, is_default), ...]}`` added as ComfyUI adds the entries
+    of ``extra_model_paths.yaml``.
+    """
     new = version != "0.3.64"
     comfy = types.ModuleType("comfy")
     comfy.__path__ = []
@@ -169,7 +196,7 @@ def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.fl
     api = types.ModuleType("comfy_api")
     api.__path__ = []
     latest = types.ModuleType("comfy_api.latest")
-    latest.io = _io_module()
+    latest.io = _io_module(new)
     latest.ui = types.ModuleType("comfy_api.latest.ui")
     latest.ui.PreviewText = Record
     latest.ui.__getattr__ = lambda name: Record
@@ -183,6 +210,8 @@ def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.fl
 
     def add_model_folder_path(name, path, is_default=False):
         paths = folders.folder_names_and_paths.setdefault(name, ([], set()))[0]
+        if path in paths and is_default:
+            paths.remove(path)
         if path not in paths:
             paths.insert(0 if is_default else len(paths), path)
 
@@ -204,6 +233,9 @@ def install(version: str, weights_dir: str, intermediate: torch.dtype = torch.fl
     folders.get_filename_list = get_filename_list
     folders.get_full_path = get_full_path
     folders.get_temp_directory = lambda: os.path.join(weights_dir, "temp")
+    for name, entries in (extra_paths or {}).items():
+        for path, is_default in entries:
+            add_model_folder_path(name, path, is_default)
     sys.modules["folder_paths"] = folders
     return mm
 

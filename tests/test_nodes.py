@@ -39,6 +39,7 @@ def host(request, tmp_path):
         ns = types.SimpleNamespace(version=request.param, mm=mm, models=models)
         for name in ("host_compat", "load_model", "upscale", "residency", "paths"):
             setattr(ns, name, importlib.import_module(f"srt.nodes.{name}"))
+        ns.paths.register()  # as the extension does when ComfyUI loads it
         yield ns
     finally:
         comfy_stub.uninstall()
