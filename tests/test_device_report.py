@@ -1,0 +1,122 @@
+"""The device report's CPU quick run (what CI runs): every section is there, with real numbers.
+
+The full run needs a GPU (``python -m benchmarks.device_report``); this runs the same code paths
+on tiny sizes and reduced configs, in-process, and reads the markdown back.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+TITLES = {
+    "environment": "Environment",
+    "exactness": "Exactness",
+    "precision": "Precision",
+    "speed": "Speed per tile",
+    "end_to_end": "End to end",
+    "oom": "Out of memory for real",
+    "run": "Run",
+}
+VARIANTS = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
+
+
+def _section(report: str, title: str) -> str:
+    """The text of the section whose heading starts with ``title``."""
+    parts = report.split("\n## ")
+    matches = [p for p in parts if p.startswith(title)]
+    assert len(matches) == 1, f"section '{title}' missing or repeated"
+    return matches[0]
+
+
+def _rows(text: str) -> list[list[str]]:
+    """Cells of every markdown table row (headers and separators included)."""
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|")
+    ]
+
+
+def _number(cell: str) -> float:
+    value = float(cell.split()[0])
+    assert math.isfinite(value), cell
+    return value
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> str:
+    import torch
+
+    from srt.benchmarks.device_report import main
+
+    out = tmp_path_factory.mktemp("device_report") / "report.md"
+    # A budget no CI machine reaches: sections must run, not be skipped. One thread: the tiny
+    # models gain nothing from two, and on a shared runner two threads wait on each other.
+    threads = torch.get_num_threads()
+    try:
+        text = main(
+            ["--device", "cpu", "--quick", "--threads", "1", "--budget-s", "100000", "--out", str(out)]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert out.read_text() == text
+    return text
+
+
+def test_every_section_ran(report):
+    assert "Section failed" not in report
+    assert "skipped" not in report.lower()
+    run = _rows(_section(report, TITLES["run"]))
+    statuses = {r[0]: r[1] for r in run[2:]}
+    assert statuses == {key: "ok" for key in TITLES if key != "run"}
+    assert "quick mode" in report  # the report says its numbers are smoke values
+
+
+def test_exactness_per_family(report):
+    rows = _rows(_section(report, TITLES["exactness"]))[2:]
+    for family in ("RGT", "DRCT", "ATD"):
+        mine = [r for r in rows if r[0] == family]
+        assert {r[3] for r in mine} == {"window multiple", "odd"}
+        for r in mine:
+            assert _number(r[4]) < 1e-4 and r[6] == "ok", r
+
+
+def test_precision_psnr(report):
+    rows = {r[0]: r[1:] for r in _rows(_section(report, TITLES["precision"]))[2:]}
+    assert {"RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4", "ATD_light_x2 (trained asset)"} <= set(rows)
+    for name, (bf16, fp16, sp_bf16, sp_fp16) in rows.items():
+        assert _number(bf16) > 30 and _number(fp16) > 30, name
+        for cell in (sp_bf16, sp_fp16):  # spandrel: a PSNR or its recorded crash
+            assert cell.startswith("crash: ") or _number(cell) > 0, (name, cell)
+
+
+def test_speed_has_numbers(report):
+    text = _section(report, TITLES["speed"])
+    rows = _rows(text)
+    flops = [r for r in rows if len(r) == 5 and r[0] in VARIANTS]
+    assert {r[0] for r in flops} == set(VARIANTS)
+    assert all(_number(r[2]) > 0 for r in flops)  # counted FLOPs of the official code
+    timed = [r for r in rows if len(r) == 8 and r[0] in VARIANTS]
+    for variant in VARIANTS:
+        for impl in ("spandrel fp32", "ours fp32", "ours bf16", "ours fp16"):
+            row = [r for r in timed if r[0] == variant and r[1] == impl]
+            assert len(row) == 2, (variant, impl)  # two tile sizes
+            for r in row:
+                assert _number(r[2]) > 0 and _number(r[3]) > 0 and _number(r[4]) > 0, r
+
+
+def test_end_to_end_both_paths(report):
+    rows = {r[0]: r for r in _rows(_section(report, TITLES["end_to_end"]))[2:]}
+    assert set(rows) == set(VARIANTS)
+    for r in rows.values():
+        assert _number(r[1]) > 0 and _number(r[4]) > 0 and _number(r[8]) > 20, r
+
+
+def test_out_of_memory_backs_off_and_matches(report):
+    text = _section(report, TITLES["oom"])
+    assert "**Result: matches**" in text
+    assert "simulated on CPU" in text  # honest about how the error came about
+    capped = next(r for r in _rows(text) if r[0] == "capped, auto tile")
+    assert int(capped[3]) >= 1
