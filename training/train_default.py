@@ -5,7 +5,7 @@
     python -m training.train_default --scale 2 --ship   # copy the run's EMA weights to weights/
 
 Recipe: L1 loss, Adam (0.9, 0.99; wide convs slower, see :func:`optimizer`), linear warm-up
-then cosine decay, batch 6 of 48 px LR patches (random crop, flips, rot90) from
+then cosine decay, batch 6 of LR patches (48 px at x2, 32 px at x4) (random crop, flips, rot90) from
 :mod:`training.data`'s photos, bicubic degradation, EMA of the weights (what is exported). Step 0 sets the pixelshuffledirect head by least squares
 (:func:`training.recipe.fit_readout`); x4 starts from the x2 model's EMA weights at step
 :data:`X4_START` (all but the head), so it can run beside the rest of the x2 run.
@@ -30,6 +30,7 @@ from .recipe import build_model, fit_readout, save_official, shipped_path
 
 SEED = 2024
 DEFAULT_STEPS = {2: 600, 4: 500}
+LR_SIZE = {2: 48, 4: 32}  # x4: 128 px HR patches fit every training photo (text is 172 px)
 X4_START = 200  # x4 fine-tunes the x2 EMA weights of this step (so both can train at once)
 PEAK_LR = {2: 1e-4, 4: 1e-4}  # 3e-4 drifted up (L1 0.021 -> 0.030 by step 125)
 WIDE_CONV_LR_SCALE = 0.05  # 3x3 convs over all channels (fan-in >= 400): see optimizer()
@@ -98,7 +99,9 @@ def start_model(scale: int, sampler_seed: int) -> torch.nn.Module:
         missing, unexpected = model.load_state_dict(trunk, strict=False)
         assert not unexpected and all(k.startswith("upsample.") for k in missing), (missing, unexpected)
     model.exact_fp32 = False  # autograd: SDPA attention
-    fit_sampler = PatchSampler([img for _, img in training_images()], scale, 48, 6, seed=sampler_seed)
+    fit_sampler = PatchSampler(
+        [img for _, img in training_images()], scale, LR_SIZE[scale], 6, seed=sampler_seed
+    )
     err = fit_readout(model, [fit_sampler.next() for _ in range(4)])
     print(f"x{scale}: head fitted by least squares, L1 {err:.4f}", flush=True)
     return model
@@ -114,7 +117,7 @@ def train(scale: int, steps: int, every: int) -> None:
     folder = run_dir(scale)
     os.makedirs(folder, exist_ok=True)
     latest = os.path.join(folder, "latest.pt")
-    sampler = PatchSampler([img for _, img in training_images()], scale, 48, 6, seed=SEED + scale)
+    sampler = PatchSampler([img for _, img in training_images()], scale, LR_SIZE[scale], 6, seed=SEED + scale)
     if os.path.isfile(latest):
         ckpt = torch.load(latest, map_location="cpu", weights_only=True)
         model = build_model(scale)
