@@ -83,6 +83,7 @@ def test_official_pth_and_traiNNer_safetensors(tmp_path, weights):
 
 GOLDEN_SCRIPT = r"""
 import importlib.util, json, sys, types, numpy as np, torch
+from spandrel import MAIN_REGISTRY
 pkg = types.ModuleType("srt"); pkg.__path__ = [sys.argv[1]]; sys.modules["srt"] = pkg
 torch.set_num_threads(2)
 spec = importlib.util.spec_from_file_location("oracle_weights", sys.argv[2])
@@ -90,18 +91,25 @@ W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
 from srt.arch import load_state_dict
 out = {"capability": torch.backends.cpu.get_cpu_capability()}
 for variant in sys.argv[3:]:
-    model = load_state_dict(W.make_state_dict(variant)).model.eval()
+    sd = W.make_state_dict(variant)
+    ours = load_state_dict(dict(sd)).model.eval()
+    official = MAIN_REGISTRY.load(dict(sd)).model.eval()  # spandrel: the official code's arithmetic
     g = W.load_golden(variant)
     for crop in ("64x64", "50x70"):
+        x = torch.from_numpy(g["in_" + crop])
         with torch.inference_mode():
-            y = model(torch.from_numpy(g["in_" + crop])).numpy()
-        out[variant + " " + crop] = float(np.abs(y - g["out_" + crop]).max())
+            y, ref = ours(x).numpy(), official(x).numpy()
+        out[variant + " " + crop] = {
+            "ours": float(np.abs(y - g["out_" + crop]).max()),
+            "official": float(np.abs(ref - g["out_" + crop]).max()),
+            "ours_vs_official": float(np.abs(y - ref).max()),
+        }
 print(json.dumps(out))
 """
 
 
 def test_matches_golden():
-    """Official outputs (oracle golden files), within 1e-4.
+    """Official outputs (oracle golden files), within 1e-4 -- where this CPU reproduces them.
 
     The golden files were made on a CPU running torch's AVX2 kernels. Vectorised kernels
     (softmax, exp, norms) round differently on AVX512, which regroups a few tokens: there even
@@ -119,8 +127,16 @@ def test_matches_golden():
     out = json.loads(res.stdout.strip().splitlines()[-1])
     if out.pop("capability") != "AVX2":
         pytest.skip("this CPU cannot run torch's AVX2 kernels, the level the golden files were made with")
-    print("max abs vs golden:", out)
-    assert len(out) == 4 and all(v <= TOL for v in out.values()), out
+    print("max abs (vs golden: ours, official code; ours vs official code):", out)
+    assert len(out) == 4
+    for case, err in out.items():
+        if err["official"] <= TOL:  # this machine reproduces the golden machine's arithmetic
+            assert err["ours"] <= TOL, (case, err)
+        else:
+            # ATD's oracle weights are chaotic (a 1e-5 input change costs 20+ dB, see below): on a
+            # CPU whose kernels round differently even the official code misses its own golden
+            # file. Ours must then still agree with the official code's arithmetic here.
+            assert err["ours_vs_official"] <= 1e-5, (case, err)
 
 
 @pytest.mark.parametrize(
