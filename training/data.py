@@ -25,7 +25,7 @@ def _to_tensor(img: np.ndarray) -> torch.Tensor:
     """``(H, W[, C])`` uint8 -> ``(3, H, W)`` float32 in [0, 1] (grey replicated to RGB)."""
     if img.ndim == 2:
         img = np.stack([img] * 3, axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(img[..., :3], copy=True)).permute(2, 0, 1).float() / 255.0
 
 
 def training_images() -> list[tuple[str, torch.Tensor]]:
