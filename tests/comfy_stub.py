@@ -20,6 +20,7 @@ It models what the nodes rely on, as both supported hosts do it (checked against
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import types
@@ -41,9 +42,11 @@ class Record:
         return Record
 
 
-class IOType:
-    Input = Record
-    Output = Record
+@functools.cache
+def _io_type(name: str) -> types.SimpleNamespace:
+    """``io.<name>`` (Image, Int, Combo, ...): its ``Input``/``Output`` records know ``io_type``."""
+    record = type(f"{name}Record", (Record,), {"io_type": name})
+    return types.SimpleNamespace(Input=record, Output=record)
 
 
 class NodeOutput:
@@ -73,7 +76,7 @@ def _io_module(new: bool) -> types.ModuleType:
     io.Schema = Schema if new else OldSchema
     io.NodeOutput = NodeOutput
     io.FolderType = types.SimpleNamespace(temp="temp", output="output")
-    io.__getattr__ = lambda name: IOType  # Image, Int, Combo, UpscaleModel, ...
+    io.__getattr__ = _io_type  # Image, Int, Combo, UpscaleModel, ...
     return io
 
 
