@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.attention import attention
 from ..common.stream import float32_forward, fp16_scale
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class CategoryAttention(nn.Module):
         if exact:
             out = reference_attention(q, k, v, temperature=self.temperature())
         else:
-            out = F.scaled_dot_product_attention(q * self.temperature(), k, v, scale=1.0).transpose(1, 2)
+            out = attention(q * self.temperature(), k, v, scale=1.0).transpose(1, 2)
         # back to image order (a gather: no arithmetic)
         inverse = torch.empty_like(order).scatter_(
             1, order, torch.arange(n, device=order.device).expand(b, n)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..common.attention import attention
 from ..common.position import lookup_position_bias
 from ..common.windows import shift_mask_kinds, window_kind, window_partition, windowed_attention
 from .attention import reference_attention, split_heads
@@ -84,7 +84,7 @@ def _shifted_sdpa(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, geo: WindowGeom
     def attend(sel: tuple, attn_bias: Tensor) -> None:
         if og[sel].numel():
             parts = [t[sel].flatten(0, -4) for t in (qg, kg, vg)]
-            res = F.scaled_dot_product_attention(*parts, attn_mask=attn_bias, scale=scale)
+            res = attention(*parts, attn_mask=attn_bias, scale=scale)
             og[sel] = res.view(og[sel].shape)
 
     every = slice(None)

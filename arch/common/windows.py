@@ -6,9 +6,10 @@ Shapes use channels-last token grids ``(B, H, W, C)`` as Swin-style code does.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor
+
+from .attention import attention
 
 # Additive logit for token pairs that must not attend to each other (different regions of a
 # shifted window).  The official RGT/DRCT/ATD code uses this value; exp(-100) is 3.7e-44, i.e. an
@@ -106,7 +107,7 @@ def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, sca
         n_win = bias.shape[0]
         if bias.dim() == 4 and n_win > 1 and q.shape[0] != n_win:
             b = q.shape[0] // n_win
-            out = F.scaled_dot_product_attention(
+            out = attention(
                 q.unflatten(0, (b, n_win)),
                 k.unflatten(0, (b, n_win)),
                 v.unflatten(0, (b, n_win)),
@@ -114,4 +115,4 @@ def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, sca
                 scale=scale,
             )
             return out.flatten(0, 1)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    return attention(q, k, v, attn_mask=bias, scale=scale)

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
+from ..common.attention import attention
 from ..common.model import GeometryLookup
 from ..common.position import lookup_position_bias, relative_offsets, relative_position_index
 from ..common.stream import float32_forward
@@ -145,20 +146,6 @@ class LSA(nn.Module):
         return self.proj(local.add_(out[:, :h, :w].flatten(3)))
 
 
-def _attention(q: Tensor, k: Tensor, v: Tensor, scale: float) -> Tensor:
-    """SDPA where queries/keys and values differ in head width.
-
-    The fused kernels need equal widths: zero channels leave ``q @ k^T`` unchanged, so the
-    narrower side is padded (values' padding is cut off the output again).
-    """
-    dq, dv = q.shape[-1], v.shape[-1]
-    if dq < dv:
-        q, k = F.pad(q, (0, dv - dq)), F.pad(k, (0, dv - dq))
-    elif dv < dq:
-        return F.scaled_dot_product_attention(q, k, F.pad(v, (0, dq - dv)), scale=scale)[..., :dv]
-    return F.scaled_dot_product_attention(q, k, v, scale=scale)
-
-
 def recursion_steps(h: int, w: int) -> int:
     """How often RG-SA reduces by 4 at inference: ``max(2, floor(log4(side / 16)))``."""
     return max(2, *(((n // 16).bit_length() - 1) // 2 for n in (h, w)))
@@ -207,5 +194,5 @@ class RGSA(nn.Module):
         q = rearrange(self.q(x), "b h w (m d) -> b m (h w) d", m=self.heads)
         k = rearrange(self.k(tokens), "b n (m d) -> b m n d", m=self.heads)
         v = rearrange(v, "b n (m d) -> b m n d", m=self.heads)
-        out = _attention(q, k, v, self.scale)
+        out = attention(q, k, v, scale=self.scale)
         return self.proj(rearrange(out, "b m (h w) d -> b h w (m d)", h=h))

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 import torch
 from einops import rearrange
 from torch import Tensor, nn
-from torch.nn import functional as F
 
+from ..common.attention import attention
 from ..common.position import lookup_position_bias, relative_offsets, relative_position_index
 from ..common.stream import float32_forward
 from ..common.windows import window_partition, window_reverse, windowed_attention
@@ -178,7 +178,7 @@ class RecursiveAttention(nn.Module):
         s = self.summary(x)
         k = rearrange(self.K(s), "b t (h d) -> b h t d", h=self.num_heads)
         v = rearrange(self.V(s), "b t (h d) -> b h t d", h=self.num_heads)
-        out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        out = attention(q, k, v, scale=self.scale)
         return rearrange(out, "b h (y x) d -> b y x (h d)", y=h, x=w)
 
 
