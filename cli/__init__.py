@@ -3,7 +3,7 @@
 Run it from the repository root::
 
     python -m cli upscale photo.png -o photo_x4.png
-    python -m cli info weights/SRT_ATD-light-mini_x4.safetensors
+    python -m cli info weights/SRT_ATD-tiny_x4.safetensors
     python -m cli compare a.png b.png --reference original.png
 
 Inside the pack this folder is the subpackage ``<pack>.cli`` and imports ``..engine`` and

@@ -17,7 +17,7 @@ from .errors import CliError, first_line, strip_file_prefix
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(PACK_DIR, "weights")
-# The default model for a scale: weights/SRT_<name>_x<scale>.safetensors (e.g. SRT_ATD-light-mini_x4).
+# The default model for a scale: weights/SRT_<name>_x<scale>.safetensors (e.g. SRT_ATD-tiny_x4).
 DEFAULT_PATTERN = "SRT_*_x{scale}.safetensors"
 DEFAULT_SCALES = (2, 4)
 DEFAULT_SCALE = 4

@@ -7,18 +7,19 @@ from __future__ import annotations
 
 from comfy_api.latest import ComfyExtension, io
 
-from . import paths
+from . import paths, routes
 from .compare import CompareNode
 from .load_model import LoadModelNode
 from .upscale import UpscaleTiledNode
 
 
 class SRTransformersExtension(ComfyExtension):
-    """Registers Load SR Model, Upscale Image (tiled) and Compare, and the ``weights/`` folder."""
+    """Registers the three nodes, the ``weights/`` folder and the front end's route."""
 
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
         # called once at load by every supported host (0.3.64 never calls on_load), before the schemas
         paths.register()
+        routes.register()  # GET /srt/model_info for the loader's info box
         return [LoadModelNode, UpscaleTiledNode, CompareNode]
 
 

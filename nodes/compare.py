@@ -63,7 +63,7 @@ class CompareNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SRT_Compare",
-            display_name="Compare",
+            display_name="Compare Images (PSNR / SSIM)",
             category="image/upscaling",
             description=(
                 "Compare two image batches (two models, two precisions, tiled vs untiled): PSNR and SSIM "

@@ -80,6 +80,16 @@ def _load(path: str):
         ) from e
 
 
+def model_info(model_name: str) -> tuple[bool, str]:
+    """``(ok, text)``: what the node shows for ``model_name`` (the front end asks before any run),
+    or the reason it cannot be loaded, in the words the node's error would use."""
+    try:
+        desc, _ = load_cached(model_path(model_name))
+    except (FileNotFoundError, ModelLoadError) as e:
+        return False, f"Cannot load {model_name}: {e}"
+    return True, describe(desc, model_name)
+
+
 class LoadModelNode(io.ComfyNode):
     """Load a super-resolution checkpoint from ``weights/`` or ``models/upscale_models``."""
 
@@ -88,7 +98,7 @@ class LoadModelNode(io.ComfyNode):
         names = model_names()
         return io.Schema(
             node_id="SRT_LoadModel",
-            display_name="Load SR Model",
+            display_name="Load SR Model (RGT / DRCT / ATD)",
             category="image/upscaling",
             description=(
                 "Loads a super-resolution checkpoint (.safetensors, .pth, .pt, .ckpt, .bin, .plt) from the pack's weights/ folder "

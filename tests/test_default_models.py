@@ -51,9 +51,9 @@ def test_file_is_small_official_layout_with_hyperparameters(scale):
         keys, metadata = set(f.keys()), f.metadata()
     # the buffer the official ATD saves and spandrel's detector requires
     assert "relative_position_index_SA" in keys
-    assert "upsample.0.weight" in keys and "layers.3.residual_group.td" in keys
+    assert "upsample.0.weight" in keys and "layers.0.residual_group.td" in keys
     config = json.loads(metadata["metadata"])
-    assert config["upscale"] == scale and config["category_size"] == ARCH["category_size"] == 128
+    assert config["upscale"] == scale and config["category_size"] == ARCH["category_size"] == 256
 
 
 @pytest.mark.parametrize("scale", SCALES)

@@ -16,7 +16,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLES = os.path.join(REPO, "example_workflows")
 WORKFLOWS = ("upscale_x4", "compare_with_bicubic", "hires_fix", "upscale_frames")
 RUN_ON_FRESH_INSTALL = ("upscale_x4", "compare_with_bicubic", "upscale_frames")  # nothing to download
-X2, X4 = "SRT_ATD-light-mini_x2.safetensors", "SRT_ATD-light-mini_x4.safetensors"  # shipped in weights/
+X2, X4 = "SRT_ATD-tiny_x2.safetensors", "SRT_ATD-tiny_x4.safetensors"  # shipped in weights/
 FRESH_INPUT = "example.png"  # ComfyUI ships input/example.png
 
 # core nodes used, with their widgets in the front end's order (the same in ComfyUI 0.3.64 and 0.33)

@@ -80,10 +80,10 @@ def test_no_checkpoint_installed_says_where_to_put_one(version, tmp_path):
     assert tooltip.startswith("No checkpoint installed") and README_ANCHOR in tooltip
     assert str(empty) in tooltip and "upscale_models" in tooltip
 
-    message = node.validate_inputs(model_name="SRT_ATD-light-mini_x4.safetensors")
+    message = node.validate_inputs(model_name="SRT_ATD-tiny_x4.safetensors")
     assert "no checkpoint installed" in message and README_ANCHOR in message
     with pytest.raises(FileNotFoundError, match="no checkpoint installed") as e:
-        node.execute("SRT_ATD-light-mini_x4.safetensors")
+        node.execute("SRT_ATD-tiny_x4.safetensors")
     assert "Where to get checkpoints" in str(e.value)
 
 

@@ -189,3 +189,47 @@ def test_pyproject_declares_the_oldest_supported_host(host):
     with open(os.path.join(os.path.dirname(ASSETS), "..", "pyproject.toml"), "rb") as fh:
         declared = tomllib.load(fh)["tool"]["comfy"]["requires-comfyui"]
     assert declared == host.host_compat.REQUIRES_COMFYUI == ">=0.3.64"
+
+
+def test_model_info_describes_a_file_without_a_run(host):
+    ok, text = host.load_model.model_info(ATD)
+    _, run_text = load(host, ATD)
+    assert ok and text == run_text  # the box shows before a run what the run shows
+    ok, text = host.load_model.model_info("nope.safetensors")
+    assert not ok and text.startswith("Cannot load nope.safetensors: model 'nope.safetensors' not found")
+    (host.models / "broken.safetensors").write_bytes(b"not a checkpoint")
+    ok, text = host.load_model.model_info("broken.safetensors")
+    assert not ok and "broken.safetensors" in text.split(":", 1)[1]
+
+
+def test_model_info_route(host, monkeypatch):
+    """GET /srt/model_info is registered once on ComfyUI's server and answers from model_info."""
+    import asyncio
+    import sys
+
+    registered = []
+
+    class Routes:
+        def get(self, path):
+            return lambda handler: registered.append((path, handler)) or handler
+
+    server = types.ModuleType("server")
+    server.PromptServer = types.SimpleNamespace(instance=types.SimpleNamespace(routes=Routes()))
+    web = types.SimpleNamespace(json_response=lambda body, status=200: (status, body))
+    monkeypatch.setitem(sys.modules, "server", server)
+    monkeypatch.setitem(sys.modules, "aiohttp", types.SimpleNamespace(web=web))
+    monkeypatch.setitem(sys.modules, "aiohttp.web", web)
+    routes = importlib.import_module("srt.nodes.routes")
+    routes.register()
+    routes.register()
+    assert [path for path, _ in registered] == ["/srt/model_info"]
+
+    def get(query):
+        request = types.SimpleNamespace(rel_url=types.SimpleNamespace(query=query))
+        return asyncio.run(registered[0][1](request))
+
+    status, body = get({"name": ATD})
+    assert status == 200 and body == {"ok": True, "text": load(host, ATD)[1]}
+    status, body = get({"name": "nope.safetensors"})
+    assert status == 200 and not body["ok"] and "nope.safetensors" in body["text"]
+    assert get({})[0] == 400

@@ -74,7 +74,7 @@ def test_comfyignore_keeps_development_files_out():
         "engine/runner.py",
         "web/srt_compare.js",
         "weights/README.md",
-        "weights/SRT_ATD-light-mini_x4.safetensors",
+        "weights/SRT_ATD-tiny_x4.safetensors",
         "example_workflows/upscale_x4.json",
     )
     for path in shipped:

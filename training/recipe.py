@@ -1,11 +1,13 @@
 """What the default models are: the architecture config, their start, and the shipped file.
 
-The config is ATD-light's (embed 48, 4 heads, window 16, category 128, 64 tokens, reduced dim 8,
-ConvFFN kernel 7, mlp 1, pixelshuffledirect) with 2 instead of 6 layers per residual group,
-so a CPU core trains it in hours. Every hyperparameter the weights cannot reveal stays at the
-ATD-light value that spandrel and our detector infer (category 128 because embed 48 +
-pixelshuffledirect; img_range 1), and the file carries the official key layout, so spandrel,
-traiNNer-redux, neosr and the official code load it as they load ATD-light.
+The config is a tiny ATD ("ATD-tiny": embed 24, one residual group of two layers, 2 heads,
+window 8, 32 tokens, reduced dim 4, ConvFFN kernel 5, mlp 2, pixelshuffledirect; ~33 k
+parameters), small enough that one CPU core takes ~0.3 s per training step, so an hour gives
+it thousands of steps. Two layers per group at least: the last layer of a group has no
+token-dictionary update (no ``sigma``/``norm3``), and spandrel's detector requires them in layer 0. Every hyperparameter the weights cannot reveal is the value that spandrel
+and our detector infer for it (category 256, as for every ATD but embed-48 ATD-light;
+img_range 1), and the file carries the official key layout, so spandrel, traiNNer-redux, neosr
+and the official code load it as they load the official ATD checkpoints.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from torch import nn
 from . import WEIGHTS, import_pack
 
 ARCH = dict(
-    in_chans=3, embed_dim=48, depths=(2, 2, 2, 2), num_heads=(4, 4, 4, 4), window_size=16,
-    category_size=128, num_tokens=64, reducted_dim=8, convffn_kernel_size=7, mlp_ratio=1.0,
+    in_chans=3, embed_dim=24, depths=(2,), num_heads=(2,), window_size=8,
+    category_size=256, num_tokens=32, reducted_dim=4, convffn_kernel_size=5, mlp_ratio=2.0,
     qkv_bias=True, patch_norm=True, img_range=1.0, upsampler="pixelshuffledirect",
     resi_connection="1conv", norm=True,
 )  # fmt: skip
-NAME = "SRT_ATD-light-mini_x{scale}"
+NAME = "SRT_ATD-tiny_x{scale}"
 
 
 def shipped_path(scale: int) -> str:

@@ -7,6 +7,13 @@
  *   text                 the PSNR/SSIM report              -> a read-only text box
  *   srt_summary          one line per measured pair        -> drawn above the slider
  *
+ * The slider: hovering moves the split line; a click pins it where it is (hover no longer moves it,
+ * dragging moves the pin), a second click releases it. When the pointer leaves the image the line
+ * goes back to where it rests (the pin, else the middle) instead of staying at the edge it left by.
+ * The labels say which input each side is and which node feeds it ("A · image_a: <node title>").
+ * The report box is as tall as the report (then scrolls); the node grows taller to fit it after a
+ * run and never wider.
+ *
  * Safety rules: only SRT_Compare nodes are touched; every hook is wrapped so nothing throws into
  * the console; when the slider cannot draw (an error, or a renderer that never calls canvas
  * widgets) ComfyUI's own preview of `images` is left in place, so A and B are still visible.
@@ -20,6 +27,10 @@ const REPORT_WIDGET = "srt_compare_report";
 const CORE_PREVIEW_WIDGET = "$$canvas-image-preview";
 const HEADER_LINE = 15;
 const PAD = 6;
+const REPORT_LINE_PX = 14;
+const REPORT_PAD_PX = 28; // the text box's padding and the widget's margins
+const REPORT_MAX_LINES = 16;
+const REST_SPLIT = 0.5;
 
 /** Run fn, never throw: a failure is reported once per node as a warning and marks the slider broken. */
 function guarded(node, what, fn, fallback = undefined) {
@@ -59,7 +70,19 @@ function loadImage(node, url) {
 }
 
 function newState() {
-  return { frames: [], frame: 0, split: 0.5, summary: [], broken: false, warned: false, rect: null, badge: null };
+  return {
+    frames: [],
+    frame: 0,
+    split: REST_SPLIT,
+    rest: REST_SPLIT, // where the line goes when the pointer is not over the image
+    pinned: false,
+    summary: [],
+    report: "",
+    broken: false,
+    warned: false,
+    rect: null,
+    badge: null,
+  };
 }
 
 /** True when the slider has something to show and has not failed. */
@@ -99,8 +122,25 @@ function fitRect(img, x, y, w, h) {
   return { x: x + (w - dw) / 2, y: y + (h - dh) / 2, w: dw, h: dh, scale };
 }
 
-function drawLabel(ctx, text, x, y, alignRight) {
+/** `text` shortened with an ellipsis to at most `maxWidth` pixels in the current font. */
+function fitText(ctx, text, maxWidth) {
+  if (ctx.measureText(text).width <= maxWidth) return text;
+  let end = text.length;
+  while (end > 1 && ctx.measureText(`${text.slice(0, end)}\u2026`).width > maxWidth) end--;
+  return `${text.slice(0, end)}\u2026`;
+}
+
+/** "A · image_a: <title of the node feeding it>" (just the input's name when nothing is linked). */
+function sideLabel(node, letter, inputName) {
+  const slot = node.inputs?.findIndex((input) => input.name === inputName) ?? -1;
+  const source = slot >= 0 ? node.getInputNode?.(slot) : null;
+  const title = source?.title || source?.type;
+  return title ? `${letter} \u00B7 ${inputName}: ${title}` : `${letter} \u00B7 ${inputName}`;
+}
+
+function drawLabel(ctx, text, x, y, alignRight, maxWidth) {
   ctx.font = "12px sans-serif";
+  text = fitText(ctx, text, Math.max(maxWidth - 8, 12));
   const width = ctx.measureText(text).width + 8;
   const left = alignRight ? x - width : x;
   ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
@@ -161,8 +201,12 @@ function drawSlider(ctx, node, width, y, height) {
     return;
   }
   const rect = fitRect(a, PAD, top, width - 2 * PAD, boxHeight);
-  const splitX = rect.x + rect.w * state.split;
   state.rect = rect;
+  const mouse = app.canvas?.graph_mouse;
+  if (!state.pinned && mouse && !inside(rect, [mouse[0] - node.pos[0], mouse[1] - node.pos[1]])) {
+    state.split = state.rest; // the pointer is elsewhere (even if the host sent no leave event)
+  }
+  const splitX = rect.x + rect.w * state.split;
   withState(ctx, () => {
     ctx.imageSmoothingEnabled = rect.scale < 1; // magnified pixels stay crisp for pixel-peeping
     ctx.drawImage(a, rect.x, rect.y, rect.w, rect.h);
@@ -177,25 +221,85 @@ function drawSlider(ctx, node, width, y, height) {
   ctx.moveTo(splitX, rect.y);
   ctx.lineTo(splitX, rect.y + rect.h);
   ctx.stroke();
-  ctx.fillStyle = "#fff";
+  ctx.fillStyle = state.pinned ? "#4da3ff" : "#fff";
   ctx.beginPath();
-  ctx.arc(splitX, rect.y + rect.h / 2, 5, 0, 2 * Math.PI);
+  ctx.arc(splitX, rect.y + rect.h / 2, state.pinned ? 6 : 5, 0, 2 * Math.PI);
   ctx.fill();
-  drawLabel(ctx, "A", rect.x + 4, rect.y + 4, false);
-  drawLabel(ctx, "B", rect.x + rect.w - 4, rect.y + 4, true);
+  const half = rect.w / 2 - 6;
+  drawLabel(ctx, sideLabel(node, "A", "image_a"), rect.x + 4, rect.y + 4, false, half);
+  drawLabel(ctx, sideLabel(node, "B", "image_b"), rect.x + rect.w - 4, rect.y + 4, true, half);
+  drawHint(ctx, state.pinned ? "pinned \u00B7 click to release" : "hover to compare \u00B7 click to pin", rect);
+}
+
+function drawHint(ctx, text, rect) {
+  if (rect.h < 60 || rect.w < 120) return;
+  ctx.font = "11px sans-serif";
+  text = fitText(ctx, text, rect.w - 12);
+  const width = ctx.measureText(text).width + 8;
+  const left = rect.x + (rect.w - width) / 2;
+  const top = rect.y + rect.h - 18;
+  ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
+  ctx.fillRect(left, top, width, 15);
+  ctx.fillStyle = "#ddd";
+  ctx.textAlign = "left";
+  ctx.textBaseline = "middle";
+  ctx.fillText(text, left + 4, top + 8);
 }
 
 function inside(box, pos) {
   return !!box && pos[0] >= box.x && pos[0] <= box.x + box.w && pos[1] >= box.y && pos[1] <= box.y + box.h;
 }
 
-/** Move the split to the pointer when it is over the image. */
-function followPointer(node, pos) {
+function setSplit(node, value) {
   const state = node.srtCompare;
-  if (!state || !inside(state.rect, pos)) return false;
-  state.split = Math.min(1, Math.max(0, (pos[0] - state.rect.x) / state.rect.w));
+  if (Math.abs(state.split - value) < 1e-4) return;
+  state.split = value;
   node.imageIndex = state.split >= 0.5 ? 0 : 1; // context menu: the image filling more of the view
   node.setDirtyCanvas?.(true, false);
+}
+
+function splitAt(state, pos) {
+  return Math.min(1, Math.max(0, (pos[0] - state.rect.x) / state.rect.w));
+}
+
+/** Hover (no button): the line follows the pointer over the image unless pinned, and goes back
+ * to its resting place when the pointer is elsewhere on the node. */
+function hover(node, pos) {
+  const state = node.srtCompare;
+  if (!state || state.pinned) return false;
+  setSplit(node, inside(state.rect, pos) ? splitAt(state, pos) : state.rest);
+  return inside(state.rect, pos);
+}
+
+/** The pointer left the node: back to the resting place. */
+function leave(node) {
+  const state = node.srtCompare;
+  if (state && !state.pinned) setSplit(node, state.rest);
+}
+
+/** A click on the image pins the line there; a click while pinned releases it (hover again). */
+function togglePin(node, pos) {
+  const state = node.srtCompare;
+  if (!state || !inside(state.rect, pos)) return false;
+  if (state.pinned) {
+    state.pinned = false;
+    state.rest = REST_SPLIT;
+    setSplit(node, splitAt(state, pos));
+  } else {
+    state.pinned = true;
+    state.rest = splitAt(state, pos);
+    setSplit(node, state.rest);
+  }
+  node.setDirtyCanvas?.(true, false);
+  return true;
+}
+
+/** Dragging with the button held moves the pin. */
+function dragPin(node, pos) {
+  const state = node.srtCompare;
+  if (!state?.pinned || !state.rect) return false;
+  state.rest = splitAt(state, pos);
+  setSplit(node, state.rest);
   return true;
 }
 
@@ -220,14 +324,17 @@ function makeSliderWidget(node) {
     mouse(event, pos, mouseNode) {
       return guarded(mouseNode, "handling the pointer", () => {
         const state = mouseNode.srtCompare;
-        if (!state || !String(event?.type ?? "").endsWith("down")) return false;
+        const type = String(event?.type ?? "");
+        if (!state) return false;
+        if (type.endsWith("move")) return (event.buttons ?? 0) & 1 ? dragPin(mouseNode, pos) : false;
+        if (!type.endsWith("down")) return false;
         if (inside(state.badge, pos)) {
           state.frame = (state.frame + 1) % state.frames.length;
           mouseNode.imgs = [state.frames[state.frame].a, state.frames[state.frame].b];
           mouseNode.setDirtyCanvas?.(true, false);
           return true;
         }
-        return followPointer(mouseNode, pos);
+        return togglePin(mouseNode, pos);
       }, false);
     },
   };
@@ -239,16 +346,37 @@ async function addReportWidget(node) {
   const widget = ComfyWidgets.STRING(node, REPORT_WIDGET, ["STRING", { multiline: true }], app).widget;
   widget.serialize = false;
   widget.options = { ...(widget.options ?? {}), serialize: false };
-  widget.computeLayoutSize = () => ({ minHeight: 56, maxHeight: 150, minWidth: 0 });
+  widget.computeLayoutSize = () => {
+    const height = reportHeight(node.srtCompare?.report);
+    return { minHeight: height, maxHeight: height, minWidth: 0 };
+  };
   if (widget.element) {
-    widget.element.readOnly = true;
-    widget.element.placeholder = "PSNR / SSIM report appears here after a run";
-    widget.element.style.fontFamily = "monospace";
-    widget.element.style.fontSize = "11px";
-    widget.element.style.whiteSpace = "pre";
+    const el = widget.element;
+    el.readOnly = true;
+    el.placeholder = "PSNR / SSIM report appears here after a run";
+    el.style.fontFamily = "monospace";
+    el.style.fontSize = "11px";
+    el.style.lineHeight = `${REPORT_LINE_PX}px`;
+    el.style.whiteSpace = "pre"; // long lines scroll inside the box instead of widening the node
+    el.style.overflow = "auto";
+    el.wrap = "off";
   }
-  if (node.srtCompare?.report) widget.value = node.srtCompare.report;
+  if (node.srtCompare?.report) setReport(node, widget, node.srtCompare.report);
   node.setDirtyCanvas?.(true, true);
+}
+
+/** Box height for the report: every line (up to REPORT_MAX_LINES, then it scrolls). */
+function reportHeight(report) {
+  const lines = report ? String(report).split("\n").length : 2;
+  return Math.min(lines, REPORT_MAX_LINES) * REPORT_LINE_PX + REPORT_PAD_PX;
+}
+
+/** Show the report and grow the node (height only) so the box and the slider fit. */
+function setReport(node, widget, report) {
+  widget.value = report;
+  if (widget.element) widget.element.value = report;
+  const wanted = node.computeSize?.();
+  if (wanted && node.size && wanted[1] > node.size[1]) node.setSize?.([node.size[0], wanted[1]]);
 }
 
 function onCreated(node) {
@@ -274,7 +402,7 @@ function onOutput(node, output) {
   state.broken = false;
   state.report = Array.isArray(output.text) ? output.text.join("\n") : "";
   const report = findWidget(node, REPORT_WIDGET);
-  if (report) report.value = state.report;
+  if (report) setReport(node, report, state.report);
   if (count) {
     node.imgs = [state.frames[state.frame].a, state.frames[state.frame].b];
     node.imageIndex = 0;
@@ -288,7 +416,7 @@ app.registerExtension({
   async beforeRegisterNodeDef(nodeType, nodeData) {
     if (nodeData?.name !== NODE_CLASS) return;
     const proto = nodeType.prototype;
-    const { onNodeCreated, onExecuted, onDrawBackground, onMouseMove } = proto;
+    const { onNodeCreated, onExecuted, onDrawBackground, onMouseMove, onMouseLeave } = proto;
 
     proto.onNodeCreated = function () {
       const result = onNodeCreated?.apply(this, arguments);
@@ -314,7 +442,13 @@ app.registerExtension({
 
     proto.onMouseMove = function (event, pos) {
       const result = onMouseMove?.apply(this, arguments);
-      if (sliderActive(this)) guarded(this, "moving the slider", () => followPointer(this, pos));
+      if (sliderActive(this)) guarded(this, "moving the slider", () => hover(this, pos));
+      return result;
+    };
+
+    proto.onMouseLeave = function () {
+      const result = onMouseLeave?.apply(this, arguments);
+      if (sliderActive(this)) guarded(this, "moving the slider", () => leave(this));
       return result;
     };
   },

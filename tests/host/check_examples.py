@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(REPO), "shared", "host"))
 import comfy_harness as ch  # noqa: E402
 
 EXAMPLES = os.path.join(REPO, "example_workflows")
-DEFAULT_MODELS = ("SRT_ATD-light-mini_x2.safetensors", "SRT_ATD-light-mini_x4.safetensors")
+DEFAULT_MODELS = ("SRT_ATD-tiny_x2.safetensors", "SRT_ATD-tiny_x4.safetensors")
 STAND_IN = os.path.join(REPO, "tests", "assets", "ATD_light_x2_trained.safetensors")
 NEEDS_DOWNLOAD = {"hires_fix": "CheckpointLoaderSimple"}  # workflow -> the only node allowed to fail
 REFUSAL_GRACE = 30.0  # seconds without a queued prompt before asking the server why

@@ -83,7 +83,7 @@ def without_checkpoints(tmp: str) -> None:
             tooltip.startswith("No checkpoint installed") and ANCHOR in tooltip and "weights" in tooltip,
             f"tooltip says where to put one: {tooltip[:200]}",
         )
-        message = load_error(h, "SRT_ATD-light-mini_x4.safetensors")
+        message = load_error(h, "SRT_ATD-tiny_x4.safetensors")
         check(
             "no checkpoint installed" in message and ANCHOR in message,
             f"queueing says where to put one: {message[:200]}",

@@ -22,7 +22,7 @@ import uuid
 
 from check_examples import EXAMPLES, ch, start
 
-X4, X2 = "SRT_ATD-light-mini_x4.safetensors", "SRT_ATD-light-mini_x2.safetensors"
+X4, X2 = "SRT_ATD-tiny_x4.safetensors", "SRT_ATD-tiny_x2.safetensors"
 UPSCALE = {"tile_size": 0, "overlap": 32, "precision": "auto"}  # Upscale Image (tiled) defaults
 THUMB_WIDTH = 800
 # thumbnails show the graph as a user sees it: no node-source badges (the test folder's name),
