@@ -233,3 +233,20 @@ def test_model_info_route(host, monkeypatch):
     status, body = get({"name": "nope.safetensors"})
     assert status == 200 and not body["ok"] and "nope.safetensors" in body["text"]
     assert get({})[0] == 400
+
+
+def test_display_names_carry_the_search_words(host):
+    """0.3.64's node search matches only the node id and display name (no search_aliases): the
+    words users search for are in the display names, and ours is not just "Compare" (core's
+    string compare has that name)."""
+    compare = importlib.import_module("srt.nodes.compare")
+    schemas = {
+        cls.__name__: cls.define_schema().kwargs
+        for cls in (host.load_model.LoadModelNode, host.upscale.UpscaleTiledNode, compare.CompareNode)
+    }
+    names = {k: v["display_name"] for k, v in schemas.items()}
+    assert all(word in names["LoadModelNode"] for word in ("RGT", "DRCT", "ATD"))
+    assert all(word in names["CompareNode"] for word in ("Compare", "PSNR", "SSIM"))
+    assert names["CompareNode"] != "Compare" and "Upscale" in names["UpscaleTiledNode"]
+    has_aliases = host.version != "0.3.64"
+    assert all(("search_aliases" in v) == has_aliases for v in schemas.values())

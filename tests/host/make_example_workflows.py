@@ -66,7 +66,7 @@ SPECS = {
     "upscale_x4": {
         "nodes": [
             node("img", "LoadImage", [0, 0], {"image": "example.png"}, size=[320, 380]),
-            node("model", "SRT_LoadModel", [0, 440], {"model_name": X4}, size=[320, 60]),
+            node("model", "SRT_LoadModel", [0, 440], {"model_name": X4}, size=[320, 160]),
             node("up", "SRT_UpscaleTiled", [380, 0], UPSCALE, size=[320, 210]),
             node("save", "SaveImage", [760, 0], {"filename_prefix": "SRT_upscaled"}, size=[400, 440]),
             note(
@@ -104,7 +104,7 @@ SPECS = {
                 size=[320, 90],
                 title="Low-res copy (1/4)",
             ),
-            node("model", "SRT_LoadModel", [380, 150], {"model_name": X4}, size=[320, 60]),
+            node("model", "SRT_LoadModel", [380, 150], {"model_name": X4}, size=[320, 160]),
             node(
                 "bicubic",
                 "ImageScaleBy",
@@ -170,7 +170,7 @@ SPECS = {
             node("k1", "KSampler", [820, 40], sampler(1.0, "randomize"), size=[300, 262]),
             node("dec1", "VAEDecode", [1160, 40], size=[200, 50]),
             node("prev", "PreviewImage", [1160, 130], size=[300, 300], title="First pass (512 px)"),
-            node("model", "SRT_LoadModel", [0, 620], {"model_name": X2}, size=[320, 60]),
+            node("model", "SRT_LoadModel", [0, 620], {"model_name": X2}, size=[320, 160]),
             node("up", "SRT_UpscaleTiled", [360, 600], UPSCALE, size=[300, 210]),
             node("enc", "VAEEncode", [700, 600], size=[200, 50]),
             node(
@@ -235,12 +235,12 @@ SPECS = {
                 size=[320, 60],
                 title="Frames (stand-in: 4 copies)",
             ),
-            node("model", "SRT_LoadModel", [380, 120], {"model_name": X4}, size=[320, 60]),
+            node("model", "SRT_LoadModel", [380, 120], {"model_name": X4}, size=[320, 160]),
             node("up", "SRT_UpscaleTiled", [760, 0], UPSCALE, size=[320, 210]),
             node("save", "SaveImage", [1140, 0], {"filename_prefix": "SRT_frames/frame"}, size=[400, 440]),
             note(
                 "n",
-                [380, 240],
+                [380, 330],
                 "Upscales a batch of frames one by one with bounded memory and saves one PNG per frame "
                 "(output/SRT_frames/).\n\nReplace Load Image + Repeat Image Batch with your frames, e.g. "
                 "core Load Video -> Get Video Components (images), and save a video with Create Video -> "
