@@ -10,7 +10,8 @@
  * The slider: hovering moves the split line; a click pins it where it is (hover no longer moves it,
  * dragging moves the pin), a second click releases it. When the pointer leaves the image the line
  * goes back to where it rests (the pin, else the middle) instead of staying at the edge it left by.
- * The labels say which input each side is and which node feeds it ("A · image_a: <node title>").
+ * The labels on the image say which input each side is ("A · image_a"); lines under the metrics
+ * say which node feeds each ("A = image_a ← Bicubic x4").
  * The report box is as tall as the report (then scrolls); the node grows taller to fit it after a
  * run and never wider.
  *
@@ -130,12 +131,21 @@ function fitText(ctx, text, maxWidth) {
   return `${text.slice(0, end)}\u2026`;
 }
 
-/** "A · image_a: <title of the node feeding it>" (just the input's name when nothing is linked). */
-function sideLabel(node, letter, inputName) {
+/** Title of the node feeding input `inputName`, or null when nothing is linked. */
+function sourceTitle(node, inputName) {
   const slot = node.inputs?.findIndex((input) => input.name === inputName) ?? -1;
   const source = slot >= 0 ? node.getInputNode?.(slot) : null;
-  const title = source?.title || source?.type;
-  return title ? `${letter} \u00B7 ${inputName}: ${title}` : `${letter} \u00B7 ${inputName}`;
+  return source?.title || source?.type || null;
+}
+
+/** Lines under the metrics that say where A and B come from: "A = image_a ← <source node>". */
+function legendLines(node) {
+  const lines = [];
+  for (const [letter, input] of [["A", "image_a"], ["B", "image_b"]]) {
+    const title = sourceTitle(node, input);
+    if (title) lines.push(`${letter} = ${input} \u2190 ${title}`);
+  }
+  return lines;
 }
 
 function drawLabel(ctx, text, x, y, alignRight, maxWidth) {
@@ -159,13 +169,15 @@ function drawMessage(ctx, text, width, y, height) {
   ctx.fillText(text, width / 2, y + height / 2);
 }
 
-/** The metrics lines, and a frame badge (click to step through a batch). */
-function drawHeader(ctx, state, width, y) {
+/** The metrics lines, where A and B come from, and a frame badge (click to step through a batch). */
+function drawHeader(ctx, state, lines, width, y) {
   ctx.font = "12px sans-serif";
   ctx.textBaseline = "top";
   ctx.textAlign = "left";
-  ctx.fillStyle = "#ddd";
-  state.summary.forEach((line, i) => ctx.fillText(line, PAD, y + i * HEADER_LINE));
+  lines.forEach((line, i) => {
+    ctx.fillStyle = i < state.summary.length ? "#ddd" : "#aaa";
+    ctx.fillText(fitText(ctx, line, width - 2 * PAD), PAD, y + i * HEADER_LINE);
+  });
   state.badge = null;
   if (state.frames.length > 1) {
     const text = `frame ${state.frame + 1}/${state.frames.length} \u25B8`;
@@ -179,7 +191,7 @@ function drawHeader(ctx, state, width, y) {
   }
 }
 
-/** A full, B over it right of the split line, "A"/"B" labels. */
+/** A full, B over it right of the split line, "A · image_a" / "B · image_b" labels. */
 function drawSlider(ctx, node, width, y, height) {
   const state = node.srtCompare;
   state.rect = null;
@@ -187,8 +199,9 @@ function drawSlider(ctx, node, width, y, height) {
     drawMessage(ctx, "Run the graph: A | B slider appears here", width, y, height);
     return;
   }
-  const headerHeight = Math.max(state.summary.length, state.frames.length > 1 ? 1 : 0) * HEADER_LINE + 4;
-  drawHeader(ctx, state, width, y);
+  const lines = [...state.summary, ...legendLines(node)];
+  const headerHeight = Math.max(lines.length, state.frames.length > 1 ? 1 : 0) * HEADER_LINE + 4;
+  drawHeader(ctx, state, lines, width, y);
   const { a, b } = state.frames[state.frame];
   const top = y + headerHeight;
   const boxHeight = height - headerHeight - 2;
@@ -226,8 +239,8 @@ function drawSlider(ctx, node, width, y, height) {
   ctx.arc(splitX, rect.y + rect.h / 2, state.pinned ? 6 : 5, 0, 2 * Math.PI);
   ctx.fill();
   const half = rect.w / 2 - 6;
-  drawLabel(ctx, sideLabel(node, "A", "image_a"), rect.x + 4, rect.y + 4, false, half);
-  drawLabel(ctx, sideLabel(node, "B", "image_b"), rect.x + rect.w - 4, rect.y + 4, true, half);
+  drawLabel(ctx, "A \u00B7 image_a", rect.x + 4, rect.y + 4, false, half);
+  drawLabel(ctx, "B \u00B7 image_b", rect.x + rect.w - 4, rect.y + 4, true, half);
   drawHint(ctx, state.pinned ? "pinned \u00B7 click to release" : "hover to compare \u00B7 click to pin", rect);
 }
 
