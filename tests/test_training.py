@@ -3,6 +3,7 @@ and that a stopped run resumes to exactly the weights an uninterrupted run reach
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -17,7 +18,7 @@ def test_learning_rate_warms_up_then_decays_to_the_floor():
     rates = [td.learning_rate(step, cycles, peak) for step in range(1100)]
     assert rates[0] == pytest.approx(peak / 100)  # linear warm-up from zero over 100 steps
     assert rates[99] == pytest.approx(peak)
-    assert all(a >= b for a, b in zip(rates[100:1000], rates[101:1000], strict=False))  # cosine down
+    assert all(a >= b for a, b in itertools.pairwise(rates[100:1000]))  # cosine down
     assert rates[999] == pytest.approx(0.02 * peak, rel=1e-3) and rates[1050] == 0.02 * peak
 
 
