@@ -1,7 +1,11 @@
 """Images that ship inside Python packages, the bicubic degradation, and training patches.
 
-* Training: scikit-image's ``skimage.data`` photos (colour, and grey ones replicated to RGB) --
-  never ``astronaut``, ``chelsea`` or ``coffee``, which the tests crop.
+* Training: scikit-image's ``skimage.data`` photos (colour, and grey ones replicated to RGB) and
+  two flat-colour graphics (``logo``, ``colorwheel``) -- never ``astronaut``, ``chelsea`` or
+  ``coffee``, which the tests crop. Colour augmentation (:class:`PatchSampler`): grey patches are
+  tinted with a random colour half of the time, and every patch's channels are permuted at
+  random, so saturated and flat colours (cartoons, graphics) are seen often enough that flat
+  areas come out without a colour offset.
 * Held out (evaluation only, never trained on): scikit-learn's two sample photos, ``china.jpg``
   and ``flower.jpg`` (``sklearn.datasets.load_sample_images``).
 * Degradation: bicubic downscale, antialiased like MATLAB's ``imresize`` (PyTorch's
@@ -15,7 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-COLOUR_TRAIN = ("rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina")
+COLOUR_TRAIN = (
+    "rocket", "stereo_motorcycle", "hubble_deep_field", "immunohistochemistry", "retina", "logo", "colorwheel",
+)  # fmt: skip
 GREY_TRAIN = ("camera", "moon", "brick", "grass", "gravel", "coins", "page", "text")
 TEST_CROPPED = ("astronaut", "chelsea", "coffee")  # the tests' photos: never trained on
 HELD_OUT = ("china", "flower")
@@ -91,7 +97,16 @@ class PatchSampler:
         patch = img[:, top : top + size, left : left + size]
         if self._int(2):
             patch = patch.flip(-1)
-        return torch.rot90(patch, self._int(4), dims=(-2, -1))
+        patch = torch.rot90(patch, self._int(4), dims=(-2, -1))
+        return self._recolour(patch)
+
+    def _recolour(self, patch: torch.Tensor) -> torch.Tensor:
+        """Tint a grey patch (half of the time), then permute the channels at random."""
+        grey = bool((patch[0] == patch[1]).all() and (patch[1] == patch[2]).all())
+        if grey and self._int(2):
+            tint = 0.2 + 0.8 * torch.rand(3, 1, 1, generator=self.gen)
+            patch = patch * (tint / tint.max())
+        return patch[torch.randperm(3, generator=self.gen)]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One ``(lr, hr)`` batch: ``(B, 3, s, s)`` and ``(B, 3, s * scale, s * scale)``."""
