@@ -85,7 +85,7 @@ def model_info(model_name: str) -> tuple[bool, str]:
     or the reason it cannot be loaded, in the words the node's error would use."""
     try:
         desc, _ = load_cached(model_path(model_name))
-    except (FileNotFoundError, ModelLoadError) as e:
+    except (OSError, ModelLoadError) as e:  # missing, unreadable, or not a model we can load
         return False, f"Cannot load {model_name}: {e}"
     return True, describe(desc, model_name)
 
