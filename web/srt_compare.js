@@ -21,6 +21,7 @@
  */
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
+import { setText, textBox } from "./srt_text_box.js";
 
 const NODE_CLASS = "SRT_Compare";
 const SLIDER_WIDGET = "srt_compare_slider";
@@ -28,9 +29,6 @@ const REPORT_WIDGET = "srt_compare_report";
 const CORE_PREVIEW_WIDGET = "$$canvas-image-preview";
 const HEADER_LINE = 15;
 const PAD = 6;
-const REPORT_LINE_PX = 14;
-const REPORT_PAD_PX = 28; // the text box's padding and the widget's margins
-const REPORT_MAX_LINES = 16;
 const REST_SPLIT = 0.5;
 
 /** Run fn, never throw: a failure is reported once per node as a warning and marks the slider broken. */
@@ -148,17 +146,18 @@ function legendLines(node) {
   return lines;
 }
 
-function drawLabel(ctx, text, x, y, alignRight, maxWidth) {
-  ctx.font = "12px sans-serif";
+/** Text on a dark tag, anchored at x by its left edge, right edge or centre ("left"/"right"/"center"). */
+function drawTag(ctx, text, x, y, anchor, maxWidth, { font = "12px sans-serif", height = 16, color = "#fff" } = {}) {
+  ctx.font = font;
   text = fitText(ctx, text, Math.max(maxWidth - 8, 12));
   const width = ctx.measureText(text).width + 8;
-  const left = alignRight ? x - width : x;
+  const left = anchor === "right" ? x - width : anchor === "center" ? x - width / 2 : x;
   ctx.fillStyle = "rgba(0, 0, 0, 0.6)";
-  ctx.fillRect(left, y, width, 16);
-  ctx.fillStyle = "#fff";
+  ctx.fillRect(left, y, width, height);
+  ctx.fillStyle = color;
   ctx.textAlign = "left";
   ctx.textBaseline = "middle";
-  ctx.fillText(text, left + 4, y + 8);
+  ctx.fillText(text, left + 4, y + height / 2);
 }
 
 function drawMessage(ctx, text, width, y, height) {
@@ -239,24 +238,13 @@ function drawSlider(ctx, node, width, y, height) {
   ctx.arc(splitX, rect.y + rect.h / 2, state.pinned ? 6 : 5, 0, 2 * Math.PI);
   ctx.fill();
   const half = rect.w / 2 - 6;
-  drawLabel(ctx, "A \u00B7 image_a", rect.x + 4, rect.y + 4, false, half);
-  drawLabel(ctx, "B \u00B7 image_b", rect.x + rect.w - 4, rect.y + 4, true, half);
-  drawHint(ctx, state.pinned ? "pinned \u00B7 click to release" : "hover to compare \u00B7 click to pin", rect);
-}
-
-function drawHint(ctx, text, rect) {
-  if (rect.h < 60 || rect.w < 120) return;
-  ctx.font = "11px sans-serif";
-  text = fitText(ctx, text, rect.w - 12);
-  const width = ctx.measureText(text).width + 8;
-  const left = rect.x + (rect.w - width) / 2;
-  const top = rect.y + rect.h - 18;
-  ctx.fillStyle = "rgba(0, 0, 0, 0.55)";
-  ctx.fillRect(left, top, width, 15);
-  ctx.fillStyle = "#ddd";
-  ctx.textAlign = "left";
-  ctx.textBaseline = "middle";
-  ctx.fillText(text, left + 4, top + 8);
+  drawTag(ctx, "A \u00B7 image_a", rect.x + 4, rect.y + 4, "left", half);
+  drawTag(ctx, "B \u00B7 image_b", rect.x + rect.w - 4, rect.y + 4, "right", half);
+  if (rect.h >= 60 && rect.w >= 120) {
+    const hint = state.pinned ? "pinned \u00B7 click to release" : "hover to compare \u00B7 click to pin";
+    const small = { font: "11px sans-serif", height: 15, color: "#ddd" };
+    drawTag(ctx, hint, rect.x + rect.w / 2, rect.y + rect.h - 18, "center", rect.w - 4, small);
+  }
 }
 
 function inside(box, pos) {
@@ -354,42 +342,12 @@ function makeSliderWidget(node) {
 }
 
 async function addReportWidget(node) {
-  const { ComfyWidgets } = await import("../../scripts/widgets.js");
-  if (!ComfyWidgets?.STRING || findWidget(node, REPORT_WIDGET)) return;
-  const widget = ComfyWidgets.STRING(node, REPORT_WIDGET, ["STRING", { multiline: true }], app).widget;
-  widget.serialize = false;
-  widget.options = { ...(widget.options ?? {}), serialize: false };
-  widget.computeLayoutSize = () => {
-    const height = reportHeight(node.srtCompare?.report);
-    return { minHeight: height, maxHeight: height, minWidth: 0 };
-  };
-  if (widget.element) {
-    const el = widget.element;
-    el.readOnly = true;
-    el.placeholder = "PSNR / SSIM report appears here after a run";
-    el.style.fontFamily = "monospace";
-    el.style.fontSize = "11px";
-    el.style.lineHeight = `${REPORT_LINE_PX}px`;
-    el.style.whiteSpace = "pre"; // long lines scroll inside the box instead of widening the node
-    el.style.overflow = "auto";
-    el.wrap = "off";
-  }
-  if (node.srtCompare?.report) setReport(node, widget, node.srtCompare.report);
-  node.setDirtyCanvas?.(true, true);
-}
-
-/** Box height for the report: every line (up to REPORT_MAX_LINES, then it scrolls). */
-function reportHeight(report) {
-  const lines = report ? String(report).split("\n").length : 2;
-  return Math.min(lines, REPORT_MAX_LINES) * REPORT_LINE_PX + REPORT_PAD_PX;
-}
-
-/** Show the report and grow the node (height only) so the box and the slider fit. */
-function setReport(node, widget, report) {
-  widget.value = report;
-  if (widget.element) widget.element.value = report;
-  const wanted = node.computeSize?.();
-  if (wanted && node.size && wanted[1] > node.size[1]) node.setSize?.([node.size[0], wanted[1]]);
+  const widget = await textBox(node, REPORT_WIDGET, {
+    placeholder: "PSNR / SSIM report appears here after a run",
+    minLines: 2,
+    maxLines: 16,
+  });
+  if (widget && node.srtCompare?.report) setText(node, widget, node.srtCompare.report);
 }
 
 function onCreated(node) {
@@ -415,7 +373,7 @@ function onOutput(node, output) {
   state.broken = false;
   state.report = Array.isArray(output.text) ? output.text.join("\n") : "";
   const report = findWidget(node, REPORT_WIDGET);
-  if (report) setReport(node, report, state.report);
+  if (report) setText(node, report, state.report);
   if (count) {
     node.imgs = [state.frames[state.frame].a, state.frames[state.frame].b];
     node.imageIndex = 0;

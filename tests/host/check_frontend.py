@@ -27,10 +27,11 @@ sys.path.insert(0, HERE)
 from check_examples import (  # noqa: E402
     ch,
     check,
+    check_console,
     load_in_page,
     queue_from_page,
-    results,
     start,
+    summary,
     workflows,
 )
 
@@ -329,15 +330,12 @@ def main() -> int:
                 check_reload(h, ui, args.shots)
             if "help" in parts:
                 check_help(ui, args.shots)
-            js_errors = [c for c in ui.console if c.startswith("exception") and "reading 'id'" not in c]
-            check(not js_errors, f"no uncaught JS errors ({js_errors[:3] or 'none'})")
+            check_console(ui)
             warnings = [c for c in ui.console if "SR Transformers" in c or "SRT Compare" in c]
             check(not warnings, f"no warnings from the pack's scripts ({warnings[:3] or 'none'})")
     finally:
         ch.stop(h)
-    failed = [what for ok, what in results if not ok]
-    print(f"\n{len(results) - len(failed)}/{len(results)} checks passed")
-    return 1 if failed else 0
+    return summary()
 
 
 if __name__ == "__main__":
