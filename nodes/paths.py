@@ -17,9 +17,12 @@ from ..arch.loader import MODEL_EXTENSIONS
 
 FOLDER = "srt_weights"
 CORE_FOLDER = "upscale_models"
-WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "weights")
-# README section listing the official and community checkpoints (a stable anchor: keep it)
-WHERE_TO_GET = "https://github.com/sr-transformers/comfyui-sr-transformers#where-to-get-checkpoints"
+PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WEIGHTS_DIR = os.path.join(PACK_DIR, "weights")
+# The README installed with the pack (ComfyUI-Manager clones it; the registry package keeps it),
+# and its section listing the official and community checkpoints (keep the heading)
+README = os.path.join(PACK_DIR, "README.md")
+WHERE_TO_GET = f"section 'Where to get checkpoints' of {README}"
 
 
 def register() -> None:
@@ -61,7 +64,7 @@ def where_to_put() -> str:
     """One sentence: where checkpoints go and where to find them."""
     return (
         f"Put a checkpoint (.safetensors or .pth) in {places()}, then refresh (press R). "
-        f"Official and community RGT/DRCT/ATD checkpoints: README, 'Where to get checkpoints' ({WHERE_TO_GET})."
+        f"Official and community RGT/DRCT/ATD checkpoints: {WHERE_TO_GET}."
     )
 
 

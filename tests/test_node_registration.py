@@ -12,7 +12,8 @@ import comfy_stub
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-README_ANCHOR = "#where-to-get-checkpoints"
+README = os.path.join(REPO, "README.md")
+SECTION = "Where to get checkpoints"
 
 
 def _load_pack(version: str, tmp_path, extra_paths=None, weights_dir=None):
@@ -77,22 +78,21 @@ def test_no_checkpoint_installed_says_where_to_put_one(version, tmp_path):
     combo = node.define_schema().kwargs["inputs"][0]
     assert combo.kwargs["options"] == []
     tooltip = combo.kwargs["tooltip"]
-    assert tooltip.startswith("No checkpoint installed") and README_ANCHOR in tooltip
+    assert tooltip.startswith("No checkpoint installed") and README in tooltip and SECTION in tooltip
     assert str(empty) in tooltip and "upscale_models" in tooltip
 
     message = node.validate_inputs(model_name="SRT_ATD-tiny_x4.safetensors")
-    assert "no checkpoint installed" in message and README_ANCHOR in message
+    assert "no checkpoint installed" in message and README in message and SECTION in message
     with pytest.raises(FileNotFoundError, match="no checkpoint installed") as e:
         node.execute("SRT_ATD-tiny_x4.safetensors")
-    assert "Where to get checkpoints" in str(e.value)
+    assert README in str(e.value) and SECTION in str(e.value)
 
 
-def test_readme_has_the_section_the_message_points_to(version, tmp_path):
+def test_messages_point_at_the_readme_shipped_in_the_pack(version, tmp_path):
+    """The README file beside the installed nodes (no web address that may not exist), and the
+    section the message names is in it."""
     nodes, _ = _load_pack(version, tmp_path)
-    import tomllib
-
-    with open(os.path.join(REPO, "pyproject.toml"), "rb") as fh:
-        repository = tomllib.load(fh)["project"]["urls"]["Repository"]
-    assert nodes.paths.WHERE_TO_GET == repository + README_ANCHOR
-    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as fh:
-        assert "\n## Where to get checkpoints\n" in fh.read()
+    assert nodes.paths.README == README and os.path.isfile(README)
+    assert "://" not in nodes.paths.where_to_put()
+    with open(README, encoding="utf-8") as fh:
+        assert f"\n## {SECTION}\n" in fh.read()

@@ -12,6 +12,7 @@ import types
 import comfy_stub
 import pytest
 import torch
+from project_files import pyproject
 from safetensors.torch import save_file
 
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
@@ -184,10 +185,7 @@ def test_the_plan_is_shown(host, caplog):
 
 
 def test_pyproject_declares_the_oldest_supported_host(host):
-    import tomllib
-
-    with open(os.path.join(os.path.dirname(ASSETS), "..", "pyproject.toml"), "rb") as fh:
-        declared = tomllib.load(fh)["tool"]["comfy"]["requires-comfyui"]
+    declared = pyproject()["tool"]["comfy"]["requires-comfyui"]
     assert declared == host.host_compat.REQUIRES_COMFYUI == ">=0.3.64"
 
 

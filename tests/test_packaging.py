@@ -3,10 +3,14 @@ keeps out of the published package. `comfy node validate` itself needs comfy-cli
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 import subprocess
+import sys
 
-import tomllib
+import project_files
+from project_files import pyproject
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # what comfy-cli accepts as accelerator ("Environment :: ...") and OS classifiers
@@ -20,11 +24,6 @@ ACCELERATORS = {
 OS_PREFIXES = ("Microsoft", "POSIX", "MacOS", "OS Independent")
 
 
-def _pyproject() -> dict:
-    with open(os.path.join(REPO, "pyproject.toml"), "rb") as fh:
-        return tomllib.load(fh)
-
-
 def _ignore_patterns() -> list[str]:
     with open(os.path.join(REPO, ".comfyignore"), encoding="utf-8") as fh:
         return [ln.strip() for ln in fh if ln.strip() and not ln.lstrip().startswith("#")]
@@ -36,7 +35,7 @@ def _ignored(rel_path: str, patterns: list[str]) -> bool:
 
 
 def test_license_is_mit_and_declared():
-    project = _pyproject()["project"]
+    project = pyproject()["project"]
     assert project["license"] == {"file": "LICENSE"}
     assert "License :: OSI Approved :: MIT License" in project["classifiers"]
     with open(os.path.join(REPO, "LICENSE"), encoding="utf-8") as fh:
@@ -45,7 +44,7 @@ def test_license_is_mit_and_declared():
 
 
 def test_registry_classifiers():
-    classifiers = _pyproject()["project"]["classifiers"]
+    classifiers = pyproject()["project"]["classifiers"]
     assert "Operating System :: OS Independent" in classifiers
     assert "Environment :: GPU :: NVIDIA CUDA" in classifiers
     # comfy-cli drops *all* accelerator / OS information if one such classifier is unknown
@@ -92,3 +91,60 @@ def test_every_runtime_file_ships():
     patterns = _ignore_patterns()
     runtime = ("nodes/", "arch/", "engine/", "web/", "cli/", "weights/", "example_workflows/")
     assert not [p for p in tracked if p.startswith(runtime) and _ignored(p, patterns)]
+
+
+def test_the_oldest_declared_python_reads_the_project_file(monkeypatch):
+    """``requires-python`` allows 3.10, which has no ``tomllib``: the tests' reader then uses the
+    ``tomli`` backport, which requirements-dev.txt installs on 3.10 only."""
+    assert pyproject()["project"]["requires-python"] == ">=3.10"
+    with open(os.path.join(REPO, "requirements-dev.txt"), encoding="utf-8") as fh:
+        lines = [ln.split("#")[0].strip() for ln in fh]
+    assert 'tomli>=1.1; python_version < "3.11"' in lines
+    # Python 3.10 as far as imports go: no tomllib; the backport (played by the parser this
+    # interpreter has, tomllib or tomli: the same code) must be the one the reader picks
+    parser = project_files.toml_parser
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", parser)
+    spec = importlib.util.spec_from_file_location("project_files_py310", project_files.__file__)
+    on_310 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(on_310)
+    assert on_310.toml_parser is parser
+    assert on_310.pyproject()["project"]["name"] == "comfyui-sr-transformers"
+
+
+def test_only_the_reader_imports_tomllib():
+    """Every other file reads pyproject.toml through ``project_files.pyproject`` (a direct
+    ``import tomllib`` fails on Python 3.10)."""
+    offenders = []
+    for folder, dirs, files in os.walk(REPO):
+        dirs[:] = [d for d in dirs if not d.startswith(".") and d != "__pycache__"]
+        for name in files:
+            path = os.path.join(folder, name)
+            if not name.endswith(".py") or path == project_files.__file__:
+                continue
+            with open(path, encoding="utf-8") as fh:
+                tree = ast.parse(fh.read(), path)
+            for node in ast.walk(tree):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                if isinstance(node, ast.ImportFrom):
+                    names = [node.module or ""]
+                if "tomllib" in names:
+                    offenders.append(f"{os.path.relpath(path, REPO)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_no_made_up_address_and_no_empty_registry_field():
+    """Messages point at the README shipped in the pack; pyproject names no repository it cannot
+    vouch for (the publisher adds its own) and leaves no registry field empty."""
+    project = pyproject()
+    assert "urls" not in project["project"]
+    assert all(str(value).strip() for value in project["tool"]["comfy"].values()), project["tool"]["comfy"]
+    with_address = []
+    for folder in ("nodes", "arch", "engine", "cli", "web"):
+        for root, _, files in os.walk(os.path.join(REPO, folder)):
+            for name in files:
+                if name.endswith((".py", ".js", ".md", ".html")):
+                    with open(os.path.join(root, name), encoding="utf-8") as fh:
+                        if "github.com/sr-transformers" in fh.read():
+                            with_address.append(name)
+    assert not with_address

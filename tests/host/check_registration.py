@@ -22,7 +22,7 @@ import tempfile
 
 from check_examples import REPO, STAND_IN, ch, check, results
 
-ANCHOR = "#where-to-get-checkpoints"
+SECTION = "Where to get checkpoints"  # of the README shipped in the pack, named by its path
 ALIASES = {"SRT_LoadModel": "RGT", "SRT_UpscaleTiled": "upscale", "SRT_Compare": "PSNR"}
 
 
@@ -79,13 +79,17 @@ def without_checkpoints(tmp: str) -> None:
         spec = info["SRT_LoadModel"]["input"]["required"]["model_name"][1]
         check(spec["options"] == [], f"no checkpoint anywhere: empty list ({spec['options']})")
         tooltip = spec.get("tooltip", "")
+        readme = os.path.join(pack, "README.md")
         check(
-            tooltip.startswith("No checkpoint installed") and ANCHOR in tooltip and "weights" in tooltip,
+            tooltip.startswith("No checkpoint installed")
+            and SECTION in tooltip
+            and readme in tooltip
+            and "weights" in tooltip,
             f"tooltip says where to put one: {tooltip[:200]}",
         )
         message = load_error(h, "SRT_ATD-tiny_x4.safetensors")
         check(
-            "no checkpoint installed" in message and ANCHOR in message,
+            "no checkpoint installed" in message and SECTION in message and readme in message,
             f"queueing says where to put one: {message[:200]}",
         )
     finally:
