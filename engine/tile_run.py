@@ -23,7 +23,7 @@ from .compiled import can_compile, compiled, mark_failed
 from .host import Host, Report, Settings
 from .memory import is_oom
 from .placement import Placement, model_call
-from .tiling import SizeRule, Tile, count_tiles, pad_frame, plan_tiles, split_tile, tile_shape
+from .tiling import SizeRule, Tile, count_tiles, pad_frame, plan_tiles, split_tile, tile_shape, weights_to
 
 MIN_TILE = 32  # the out-of-memory back-off stops halving here
 SWITCH_AFTER_NONFINITE = 2
@@ -165,15 +165,15 @@ class TileRun:
         _, h, w = frame.shape
         th, tw = tile_shape(h, w, self.tile, self.rule)
         padded = pad_frame(model_input(frame, self.plan), max(h, th), max(w, tw)).to(self.host.device)
-        queue = deque(plan_tiles(padded.shape[1], padded.shape[2], th, tw, self.overlap(), self.scale))
-        queue = deque(_weights_to(list(queue), acc.device))
+        tiles = plan_tiles(padded.shape[1], padded.shape[2], th, tw, self.overlap(), self.scale)
+        queue = deque(weights_to(tiles, acc.device))  # blend weights where the blend runs
         self.report.tile, self.report.overlap = (th, tw), self.overlap()
         pending: list[tuple[Tile, Tensor, torch.dtype, int]] = []
         while queue:
             t = queue.popleft()
             th, tw = tile_shape(h, w, self.tile, self.rule)
             if t.h > th or t.w > tw:  # tile shrank after an OOM: do this box in smaller tiles
-                parts = _weights_to(split_tile(t, th, tw, self.overlap(), self.scale), acc.device)
+                parts = split_tile(t, th, tw, self.overlap(), self.scale)  # weights stay on acc's device
                 queue.extendleft(reversed(parts))
                 self.report.tile = (th, tw)
                 continue
@@ -216,16 +216,3 @@ class TileRun:
 def _sync(device: torch.device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def _weights_to(tiles: list[Tile], device: torch.device) -> list[Tile]:
-    """The tiles with their blend weights on ``device``, moved in one transfer."""
-    if not tiles or tiles[0].wy.device == torch.device(device):
-        return tiles
-    flat = torch.cat([torch.cat([t.wy, t.wx]) for t in tiles]).to(device)
-    out, i = [], 0
-    for t in tiles:
-        wy, wx = flat[i : i + len(t.wy)], flat[i + len(t.wy) : i + len(t.wy) + len(t.wx)]
-        i += len(t.wy) + len(t.wx)
-        out.append(Tile(t.y, t.x, t.h, t.w, wy, wx))
-    return out

@@ -164,9 +164,11 @@ def split_tile(tile: Tile, th: int, tw: int, overlap: int, scale: int) -> list[T
     """Replace ``tile`` by smaller ``th x tw`` tiles of its own box, keeping the total weight.
 
     The sub-tiles' weights are a partition of unity of the box, multiplied by ``tile``'s weights,
-    so the frame's weights still sum to one (used for the out-of-memory back-off).
+    so the frame's weights still sum to one (used for the out-of-memory back-off). The sub-tiles'
+    weights live where ``tile``'s do.
     """
     subs = plan_tiles(tile.h, tile.w, min(th, tile.h), min(tw, tile.w), overlap, scale)
+    subs = weights_to(subs, tile.wy.device)  # the tile's weights may be on the blend device
     return [
         Tile(
             tile.y + s.y,
@@ -178,6 +180,19 @@ def split_tile(tile: Tile, th: int, tw: int, overlap: int, scale: int) -> list[T
         )
         for s in subs
     ]
+
+
+def weights_to(tiles: list[Tile], device: torch.device) -> list[Tile]:
+    """The tiles with their blend weights on ``device``, moved in one transfer."""
+    if not tiles or tiles[0].wy.device == torch.device(device):
+        return tiles
+    flat = torch.cat([torch.cat([t.wy, t.wx]) for t in tiles]).to(device)
+    out, i = [], 0
+    for t in tiles:
+        wy, wx = flat[i : i + len(t.wy)], flat[i + len(t.wy) : i + len(t.wy) + len(t.wx)]
+        i += len(t.wy) + len(t.wx)
+        out.append(Tile(t.y, t.x, t.h, t.w, wy, wx))
+    return out
 
 
 def pad_frame(frame: Tensor, height: int, width: int) -> Tensor:

@@ -196,3 +196,30 @@ def test_frames_are_blended_on_the_device_when_their_output_fits():
     unknown = Host(device=torch.device("cuda"), output_device=torch.device("cpu"))
     assert _blend_device(unknown, 1) == (torch.device("cpu"), None)
     assert _blend_device(Host(free_memory=lambda d: 10 * gib), 1)[0] == torch.device("cpu")
+
+
+def _frame_with_accumulator_on(device: str) -> tuple[list, object]:
+    """One 100x90 frame with 64 px tiles that run out of memory, blended into an accumulator on ``device``."""
+    from srt.engine.channels import plan_channels
+    from srt.engine.placement import LocalPlacement
+    from srt.engine.tile_run import TileRun
+
+    desc = wrap(OutOfMemoryAbove(limit=32 * 32), 2)
+    cpu = torch.device("cpu")
+    placement = LocalPlacement(desc.model, cpu, cpu)
+    settings = Settings(tile=64, overlap=8)
+    run = TileRun(desc, Host(), settings, plan_channels(3, 3, 3), placement, torch.float32)
+    run.tile = 64
+    acc = torch.zeros((3, 200, 180), device=device)
+    run.frame(torch.rand(3, 100, 90, generator=torch.Generator().manual_seed(0)), acc, 0)
+    return desc.model.calls, run.report
+
+
+def test_oom_back_off_while_blending_on_another_device():
+    """Blending on the compute device (a GPU's frame accumulator) and then an out-of-memory error:
+    the sub-tiles' weights must follow the tile's weights to that device. ``meta`` stands in for
+    the GPU: mixing it with CPU tensors fails just as mixing cuda and cpu tensors does."""
+    calls, report = _frame_with_accumulator_on("meta")
+    assert report.oom_backoffs == 1 and report.tile == (32, 32)
+    cpu_calls, cpu_report = _frame_with_accumulator_on("cpu")
+    assert calls == cpu_calls and report.tiles_run == cpu_report.tiles_run, "the same tiles as on the CPU"

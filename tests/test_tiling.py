@@ -12,6 +12,7 @@ from engine_models import compact, per_pixel, untiled
 from srt.engine.runner import Host, Settings, upscale
 from srt.engine.tiling import (
     SizeRule,
+    Tile,
     axis_starts,
     axis_weights,
     count_tiles,
@@ -179,3 +180,12 @@ def test_small_tiles_closer_to_untiled_than_core_tiling(crop, tile, overlap):
     assert err_ours.mean() < 0.5 * err_core.mean(), (err_ours.mean(), err_core.mean())
     assert seam_score(ours[0], ref[0]) < 0.5 * seam_score(core[0], ref[0])
     assert seam_score(ours[0], ref[0]) < 2e-3, "a visible line along a tile boundary"
+
+
+def test_split_tile_weights_stay_on_the_tiles_device():
+    """Sub-tile weights are made where the tile's weights are (the blend device, e.g. a GPU)."""
+    t = plan_tiles(150, 150, 64, 64, 16, 2)[4]
+    on_meta = Tile(t.y, t.x, t.h, t.w, t.wy.to("meta"), t.wx.to("meta"))
+    subs = split_tile(on_meta, 32, 32, 8, 2)
+    assert len(subs) == len(split_tile(t, 32, 32, 8, 2)) > 1
+    assert all(s.wy.device.type == "meta" and s.wx.device.type == "meta" for s in subs)
