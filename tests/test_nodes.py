@@ -101,7 +101,9 @@ def test_missing_model_names_both_places(host):
 
 def test_corrupt_model_names_the_file(host):
     (host.models / "broken.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(Exception, match=r"broken\.safetensors"):
+    from srt.arch.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"broken\.safetensors"):
         load(host, "broken.safetensors")
 
 
