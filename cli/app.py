@@ -1,8 +1,9 @@
 """The command line's arguments, and how every failure becomes one line and an exit code.
 
-Exit codes: 0 done; 1 some images of a folder failed (the others were written) or the model
-failed; 2 bad arguments or bad input (missing file, unreadable image, unknown model, a folder
-without images). ``--debug`` adds the traceback.
+Exit codes: 0 done; 1 some images failed (the others were written) or the model failed; 2 bad
+arguments or bad input (missing file, unreadable image, unknown model, a folder without images,
+an output that is an input or exists without ``--overwrite``); 130 interrupted. ``--debug`` adds
+the traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +21,14 @@ from . import compare, info, upscale
 from .device import DEVICES
 from .errors import USAGE, CliError, first_line
 from .models import DEFAULT_PATTERN, DEFAULT_SCALE, DEFAULT_SCALES
+from .outputs import NAMING_RULE
 
 PROG = "python -m cli"
 INTERRUPTED = 130
+EXIT_CODES = (
+    "exit codes: 0 every image written; 1 some images failed (the others were written) or the model "
+    "failed on them; 2 bad arguments or input (nothing written); 130 interrupted"
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,10 +64,27 @@ def build_parser() -> argparse.ArgumentParser:
         "upscale",
         parents=[common],
         help="upscale image files or folders to PNG",
-        description="Upscale PNG/JPEG/WebP images (files or folders) to PNG; alpha and 16-bit depth are kept.",
+        description=(
+            "Upscale PNG/JPEG/WebP images (files or folders) to PNG; alpha and 16-bit depth are kept. "
+            f"Output names: {NAMING_RULE}. An output is never written over an input, and an existing "
+            "one only with --overwrite; each PNG appears complete or not at all (written to a temporary "
+            "file, then renamed). An image that fails is reported on one line and the others still run."
+        ),
+        epilog=EXIT_CODES,
     )
     up.add_argument("inputs", nargs="+", metavar="INPUT", help="image file or folder of images")
-    up.add_argument("-o", "--output", required=True, metavar="OUTPUT", help="PNG file (one image) or folder")
+    up.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTPUT",
+        help="PNG file (one image) or folder (created if needed)",
+    )
+    up.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output files that exist (never an input); without it an existing output is an error",
+    )
     up.add_argument(
         "--scale",
         type=int,
@@ -111,7 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--channels", choices=CHANNELS, default="y", help="y: BT.601 luma as SR papers (default); rgb"
     )
     cmp.add_argument("--border-crop", type=_size, default=0, metavar="N", help="pixels ignored at every edge")
-    cmp.add_argument("-o", "--output", metavar="PNG", help="also save the comparison image")
+    cmp.add_argument(
+        "-o", "--output", metavar="PNG", help="also save the comparison image (never over A, B or R)"
+    )
+    cmp.add_argument("--overwrite", action="store_true", help="replace the -o file if it exists")
     cmp.add_argument("--mode", choices=MODES, default="side_by_side", help="comparison image layout")
     cmp.add_argument("--gain", type=float, default=8.0, help="amplification of the difference heatmap")
     cmp.set_defaults(run=compare.run)

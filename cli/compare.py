@@ -1,7 +1,9 @@
 """``compare``: the Compare node's metrics and report for two image files (and a reference).
 
 The work is :func:`..engine.comparison.compare`, as in the node; this module only reads the files,
-prints the node's report and optionally saves the comparison image.
+prints the node's report and optionally saves the comparison image: never over one of the
+images compared, over an existing file only with ``--overwrite``, complete or not at all
+(:func:`.outputs.save_png`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import torch
 from ..engine.comparison import CompareInputError, compare
 from ..engine.metrics import MetricInputError
 from .errors import CliError, first_line
-from .images import read_image, write_png
+from .images import read_image
+from .outputs import check_targets, exists_error, save_png
 
 
 def image_batch(path: str) -> torch.Tensor:
@@ -27,8 +30,11 @@ def image_batch(path: str) -> torch.Tensor:
 
 def run(args, out: TextIO, err: TextIO) -> int:
     """Print the comparison report (and save the comparison image with ``-o``); returns the exit code."""
-    if args.output and not args.output.lower().endswith(".png"):
-        raise CliError("the comparison image is a PNG", args.output, "give it a .png name")
+    inputs = [p for p in (args.a, args.b, args.reference) if p]
+    if args.output:
+        if not args.output.lower().endswith(".png"):
+            raise CliError("the comparison image is a PNG", args.output, "give it a .png name")
+        check_targets(inputs, [args.output], args.overwrite)
     a, b = image_batch(args.a), image_batch(args.b)
     reference = image_batch(args.reference) if args.reference else None
     try:
@@ -36,12 +42,13 @@ def run(args, out: TextIO, err: TextIO) -> int:
             a, b, reference, mode=args.mode, channels=args.channels, border=args.border_crop, gain=args.gain
         )
     except (CompareInputError, MetricInputError) as e:
-        names = ", ".join(p for p in (args.a, args.b, args.reference) if p)
-        raise CliError("cannot compare the images", names, first_line(e)) from e
+        raise CliError("cannot compare the images", ", ".join(inputs), first_line(e)) from e
     print(result.report(), file=out)
     if args.output:
         try:
-            write_png(args.output, result.image[0])
+            save_png(args.output, result.image[0], overwrite=args.overwrite)
+        except FileExistsError as e:  # appeared while the images were compared
+            raise exists_error([args.output]) from e
         except OSError as e:
             raise CliError("cannot write the comparison image", args.output, first_line(e)) from e
     return 0

@@ -8,7 +8,7 @@ tensor in [0, 1] with the file's own channels, C = 1 (grey), 2 (grey+alpha), 3 (
 which is what the engine takes (alpha is carried through, see ``engine/channels.py``).
 
 Writing: always PNG, with the same channels; 8 bits per sample, or 16 when the input had 16
-(Pillow cannot write 16-bit grey+alpha or colour PNGs, so those go through :func:`_write_png16`).
+(Pillow cannot write 16-bit grey+alpha or colour PNGs, so those go through :func:`_png16_bytes`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import os
 import struct
 import zlib
 from dataclasses import dataclass, field
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -160,21 +161,30 @@ def to_samples(pixels: torch.Tensor, bits: int) -> np.ndarray:
     return values.astype(dtype)
 
 
-def write_png(path: str, pixels: torch.Tensor, bits: int = 8) -> None:
-    """Write ``(H, W, C)`` pixels in [0, 1] as a PNG with ``bits`` (8 or 16) per sample."""
+def write_png(file: str | BinaryIO, pixels: torch.Tensor, bits: int = 8) -> None:
+    """Write ``(H, W, C)`` pixels in [0, 1] as a PNG with ``bits`` (8 or 16) per sample.
+
+    ``file``: a path, or a binary file open for writing. The command line writes its outputs
+    through :func:`.outputs.save_png` (a temporary file renamed over the target).
+    """
     samples = to_samples(pixels, bits)
     if bits == 16:
-        _write_png16(path, samples)
+        data = _png16_bytes(samples)
+        if isinstance(file, str):
+            with open(file, "wb") as f:
+                f.write(data)
+        else:
+            file.write(data)
     else:
-        Image.fromarray(samples[..., 0] if samples.shape[-1] == 1 else samples).save(path, "PNG")
+        Image.fromarray(samples[..., 0] if samples.shape[-1] == 1 else samples).save(file, "PNG")
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
 
-def _write_png16(path: str, samples: np.ndarray) -> None:
-    """A 16-bit PNG of uint16 ``(H, W, C)`` samples (grey, grey+alpha, RGB or RGBA).
+def _png16_bytes(samples: np.ndarray) -> bytes:
+    """A 16-bit PNG file of uint16 ``(H, W, C)`` samples (grey, grey+alpha, RGB or RGBA).
 
     Every row uses PNG's "Up" filter (the byte-wise difference to the row above).
     """
@@ -186,8 +196,11 @@ def _write_png16(path: str, samples: np.ndarray) -> None:
     filtered[0, 1:] = rows[0]
     np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps mod 256
     header = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    with open(path, "wb") as f:
-        f.write(b"\x89PNG\r\n\x1a\n")
-        f.write(_chunk(b"IHDR", header))
-        f.write(_chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)))
-        f.write(_chunk(b"IEND", b""))
+    return b"".join(
+        [
+            b"\x89PNG\r\n\x1a\n",
+            _chunk(b"IHDR", header),
+            _chunk(b"IDAT", zlib.compress(filtered.tobytes(), 6)),
+            _chunk(b"IEND", b""),
+        ]
+    )

@@ -1,9 +1,11 @@
 """``upscale``: image files or folders in, PNGs out, through the pack's engine.
 
-Inputs are checked and the model resolved before anything runs, so a typo fails at once. Each
-image is then read, planned (:func:`..engine.plan.plan`), upscaled tile by tile
-(:func:`..engine.runner.upscale`) and written; an image that fails is reported on one line and
-the others still run.
+Inputs are checked, outputs planned (:func:`.outputs.plan_outputs`: never an input, never an
+existing file without ``--overwrite``) and the model resolved before anything runs, so a typo
+fails at once. Each image is then read, planned (:func:`..engine.plan.plan`), upscaled tile by
+tile (:func:`..engine.runner.upscale`) and written (:func:`.outputs.save_png`: a temporary file
+renamed over the target); an image that fails, for whatever reason, is reported on one line
+naming it and the others still run.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import os
 import time
 import traceback
-from dataclasses import dataclass
 from typing import TextIO
 
 import torch
@@ -23,66 +24,10 @@ from ..engine.plan import plan
 from ..engine.runner import NonFiniteOutputError, upscale
 from .device import choose_device, make_host
 from .errors import PARTIAL, CliError, first_line
-from .images import IMAGE_EXTENSIONS, is_image_file, read_image, write_png
+from .images import read_image
 from .models import DEFAULT_SCALE, default_model, find_model, load
+from .outputs import Job, check_targets, exists_error, plan_outputs, save_png
 from .progress import TileProgress
-
-
-@dataclass(frozen=True)
-class Job:
-    """One image to upscale and where its PNG goes."""
-
-    source: str
-    target: str
-
-
-def _sources(inputs: list[str]) -> tuple[list[str], bool]:
-    """The image files named by ``inputs`` (folders: their images, by name) and whether any was a folder."""
-    files, any_folder = [], False
-    for path in inputs:
-        if os.path.isdir(path):
-            any_folder = True
-            found = sorted(p for p in (os.path.join(path, n) for n in os.listdir(path)) if is_image_file(p))
-            if not found:
-                raise CliError(
-                    "no images in the folder",
-                    path,
-                    f"put {', '.join(IMAGE_EXTENSIONS)} files in it, or pass image files",
-                )
-            files += found
-        elif os.path.isfile(path):
-            files.append(path)
-        else:
-            raise CliError("input not found", path, "check the path")
-    return files, any_folder
-
-
-def plan_jobs(inputs: list[str], output: str) -> list[Job]:
-    """Where each input goes: ``output`` itself for one image file, else ``output/<name>.png``."""
-    files, any_folder = _sources(inputs)
-    single = len(files) == 1 and not any_folder and not os.path.isdir(output)
-    extension = os.path.splitext(output)[1].lower()
-    if single and extension:
-        if extension != ".png":
-            raise CliError("the output is always a PNG", output, "give the output file a .png name")
-        jobs = [Job(files[0], output)]
-    else:
-        if os.path.isfile(output) or extension == ".png":
-            raise CliError(
-                "several images need an output folder",
-                output,
-                "pass a folder with -o (it is created if needed)",
-            )
-        jobs, taken = [], set()
-        for path in files:
-            stem, ext = os.path.splitext(os.path.basename(path))
-            name = f"{stem}.png" if f"{stem}.png" not in taken else f"{stem}_{ext.lstrip('.')}.png"
-            taken.add(name)
-            jobs.append(Job(path, os.path.join(output, name)))
-    for job in jobs:
-        if os.path.exists(job.target) and os.path.samefile(job.source, job.target):
-            raise CliError("the output would overwrite the input", job.source, "choose another output")
-    return jobs
 
 
 def _run_error(e: Exception, source: str) -> CliError:
@@ -96,7 +41,24 @@ def _run_error(e: Exception, source: str) -> CliError:
         )
     if isinstance(e, NonFiniteOutputError):
         return CliError("the model produced NaN/inf", source, first_line(e), PARTIAL)
-    return CliError("the model cannot process this image", source, first_line(e))
+    if isinstance(e, (ChannelError, RuntimeError)):
+        return CliError("the model cannot process this image", source, first_line(e))
+    return CliError(
+        "the model cannot process this image",
+        source,
+        f"{type(e).__name__}: {first_line(e)}; run again with --debug for the traceback and report it",
+        PARTIAL,
+    )
+
+
+def _image_error(e: Exception, source: str) -> CliError:
+    """An unexpected failure around one image (a bug) as one line naming the image."""
+    return CliError(
+        f"unexpected {type(e).__name__}",
+        source,
+        f"{first_line(e)}; run again with --debug for the traceback and report it",
+        PARTIAL,
+    )
 
 
 class Upscaler:
@@ -111,11 +73,13 @@ class Upscaler:
         out: TextIO,
         err: TextIO,
         quiet: bool,
+        overwrite: bool = False,
     ):
         self.desc, self.model_name, self.settings, self.device = desc, model_name, settings, device
         self.out: TextIO = out
         self.err: TextIO = err
         self.quiet = quiet
+        self.overwrite = overwrite
         self.show_progress = not quiet and err.isatty()
 
     def run(self, job: Job) -> None:
@@ -140,15 +104,14 @@ class Upscaler:
                 self.desc, image, self.settings, make_host(self.device, bar, warn), run_plan=run_plan
             )
             seconds = time.perf_counter() - start
-        except (ChannelError, NonFiniteOutputError, RuntimeError, MemoryError) as e:
+        except Exception as e:  # ValueError, TypeError, ... too: the other images still run
             raise _run_error(e, job.source) from e
         finally:
             bar.close()
-        folder = os.path.dirname(job.target)
         try:
-            if folder:
-                os.makedirs(folder, exist_ok=True)
-            write_png(job.target, result.image[0], picture.bits)
+            save_png(job.target, result.image[0], picture.bits, overwrite=self.overwrite)
+        except FileExistsError as e:  # appeared while this image ran
+            raise exists_error([job.target]) from e
         except OSError as e:
             raise CliError("cannot write the output", job.target, f"{first_line(e)}; check the folder") from e
         if not self.quiet:
@@ -177,7 +140,8 @@ def run(args, out: TextIO, err: TextIO) -> int:
     """The ``upscale`` command; returns the exit code."""
     device = choose_device(args.device)
     model_path = find_model(args.model) if args.model else default_model(args.scale or DEFAULT_SCALE)
-    jobs = plan_jobs(args.inputs, args.output)
+    jobs = plan_outputs(args.inputs, args.output)
+    check_targets([job.source for job in jobs], [job.target for job in jobs], args.overwrite)
     desc = load(model_path)
     resize = args.scale if args.model and args.scale and args.scale != desc.scale else 0
     settings = Settings(tile=args.tile, overlap=args.overlap, precision=args.precision, output_scale=resize)
@@ -186,16 +150,19 @@ def run(args, out: TextIO, err: TextIO) -> int:
             f"note: {os.path.basename(model_path)} is a x{desc.scale} model: its output is resized to x{resize}",
             file=err,
         )
-    upscaler = Upscaler(desc, os.path.basename(model_path), settings, device, out, err, args.quiet)
+    upscaler = Upscaler(
+        desc, os.path.basename(model_path), settings, device, out, err, args.quiet, args.overwrite
+    )
     start, failures = time.perf_counter(), []
     for job in jobs:
         try:
             upscaler.run(job)
-        except CliError as e:
+        except Exception as e:  # one image's failure, whatever it is, never stops the others
+            error = e if isinstance(e, CliError) else _image_error(e, job.source)
             if args.debug:
                 traceback.print_exception(e, file=err)
-            print(f"error: {e}", file=err)
-            failures.append(e)
+            print(f"error: {error}", file=err)
+            failures.append(error)
     written = len(jobs) - len(failures)
     if len(jobs) > 1 and not args.quiet:
         failed = f"; {len(failures)} failed" if failures else ""

@@ -2,6 +2,7 @@
 
 Runs in-process through ``srt.cli.main`` (the checkout registered as ``srt`` by conftest) with a
 tiny spandrel Compact x2 model, plus one real ``python -m cli --help`` from the repository root.
+Where outputs go and that nothing is lost: ``test_cli_outputs.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,9 @@ import zlib
 import numpy as np
 import pytest
 import torch
+from cli_helpers import compact_checkpoint, one_error_line, rgb, run_cli
 from PIL import Image
-from safetensors.torch import save_file
 
-from srt.cli import main
 from srt.cli import models as cli_models
 from srt.cli.images import read_image, write_png
 from srt.cli.progress import TileProgress
@@ -34,32 +34,7 @@ ATD = REPO / "tests" / "assets" / "ATD_light_x2_trained.safetensors"
 
 @pytest.fixture(scope="module")
 def compact(tmp_path_factory) -> str:
-    """A tiny spandrel Compact x2 checkpoint (fast on any CPU)."""
-    from spandrel.architectures.Compact import Compact
-
-    torch.manual_seed(0)
-    net = Compact(num_in_ch=3, num_out_ch=3, num_feat=8, num_conv=2, upscale=2, act_type="prelu")
-    path = tmp_path_factory.mktemp("models") / "compact_x2.safetensors"
-    save_file(net.state_dict(), str(path))
-    return str(path)
-
-
-def _rgb(path, h=20, w=24, channels=3, seed=0) -> str:
-    rng = np.random.default_rng(seed)
-    Image.fromarray(rng.integers(0, 256, (h, w, channels), dtype=np.uint8).squeeze()).save(path)
-    return str(path)
-
-
-def _run(capsys, *argv) -> tuple[int, str, str]:
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def _one_error_line(err: str, name: str) -> None:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], err
-    assert "Traceback" not in err
+    return compact_checkpoint(tmp_path_factory.mktemp("models"))
 
 
 def _png16_paeth(path, samples: np.ndarray) -> None:
@@ -93,8 +68,8 @@ def test_entry_point_runs_from_the_repository_root():
 
 def test_upscale_one_file(compact, tmp_path, capsys):
     out = tmp_path / "out.png"
-    code, stdout, err = _run(
-        capsys, "upscale", _rgb(tmp_path / "in.jpg"), "-o", out, "--model", compact, "--tile", 16
+    code, stdout, err = run_cli(
+        capsys, "upscale", rgb(tmp_path / "in.jpg"), "-o", out, "--model", compact, "--tile", 16
     )
     assert code == 0 and err == ""
     assert Image.open(out).size == (48, 40) and Image.open(out).mode == "RGB"
@@ -107,7 +82,7 @@ def test_upscale_keeps_alpha_and_resizes_to_another_scale(compact, tmp_path, cap
     pixels = np.random.default_rng(1).integers(0, 256, (16, 16, 4), dtype=np.uint8)
     pixels[..., 3] = np.linspace(0, 255, 16, dtype=np.uint8)[None, :]
     Image.fromarray(pixels).save(tmp_path / "rgba.png")
-    code, _, _ = _run(
+    code, _, _ = run_cli(
         capsys, "upscale", tmp_path / "rgba.png", "-o", tmp_path / "x4.png", "--model", compact, "--scale", 4
     )
     assert code == 0
@@ -129,7 +104,7 @@ def test_16bit_png_read_and_written_with_every_bit(compact, tmp_path, capsys, ch
     assert picture.bits == 16 and picture.pixels.shape == (12, 12, channels)
     assert np.array_equal(np.round(picture.pixels.numpy() * 65535).astype(np.uint16), high | low)
     for name in ("a", "b"):
-        code, _, err = _run(
+        code, _, err = run_cli(
             capsys, "upscale", tmp_path / f"{name}.png", "-o", tmp_path / f"{name}_x2.png", "--model", compact
         )
         assert code == 0, err
@@ -155,14 +130,14 @@ def test_exif_orientation_is_applied(tmp_path):
 def test_upscale_folder_one_bad_file_does_not_stop_the_others(compact, tmp_path, capsys):
     src = tmp_path / "in"
     src.mkdir()
-    _rgb(src / "a.png", seed=1)
-    _rgb(src / "b.jpg", seed=2)
-    _rgb(src / "c.webp", 12, 14, seed=3)
+    rgb(src / "a.png", seed=1)
+    rgb(src / "b.jpg", seed=2)
+    rgb(src / "c.webp", 12, 14, seed=3)
     (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     (src / "notes.txt").write_text("not an image")
-    code, stdout, err = _run(capsys, "upscale", src, "-o", tmp_path / "out", "--model", compact)
+    code, stdout, err = run_cli(capsys, "upscale", src, "-o", tmp_path / "out", "--model", compact)
     assert code == 1
-    _one_error_line(err, "broken.png")
+    one_error_line(err, "broken.png")
     assert sorted(os.listdir(tmp_path / "out")) == ["a.png", "b.png", "c.png"]
     assert Image.open(tmp_path / "out" / "c.png").size == (28, 24)
     assert "3 of 4 images written" in stdout
@@ -172,13 +147,15 @@ def test_default_model_is_found_by_its_pattern(compact, tmp_path, capsys, monkey
     weights = tmp_path / "weights"
     weights.mkdir()
     monkeypatch.setattr(cli_models, "WEIGHTS_DIR", str(weights))
-    code, _, err = _run(capsys, "upscale", _rgb(tmp_path / "in.png"), "-o", tmp_path / "o.png", "--scale", 2)
+    code, _, err = run_cli(
+        capsys, "upscale", rgb(tmp_path / "in.png"), "-o", tmp_path / "o.png", "--scale", 2
+    )
     expected = os.path.join("weights", "SRT_*_x2.safetensors")
     assert code == 2
-    _one_error_line(err, expected)
+    one_error_line(err, expected)
     shutil.copy(compact, weights / "SRT_test-model_x2.safetensors")
     assert cli_models.default_models() == {2: str(weights / "SRT_test-model_x2.safetensors")}
-    code, stdout, _ = _run(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--scale", 2)
+    code, stdout, _ = run_cli(capsys, "upscale", tmp_path / "in.png", "-o", tmp_path / "o.png", "--scale", 2)
     assert code == 0 and "SRT_test-model_x2.safetensors" in stdout
 
 
@@ -196,14 +173,14 @@ def test_info_shows_what_load_sr_model_shows(tmp_path, capsys):
         node_text = node.execute(ATD.name).ui.args[0]
     finally:
         comfy_stub.uninstall()
-    code, stdout, _ = _run(capsys, "info", models / ATD.name)
+    code, stdout, _ = run_cli(capsys, "info", models / ATD.name)
     assert code == 0 and stdout == node_text + "\n"
     assert "ATD-light x2" in stdout
 
 
 def test_compare_reports_the_engine_metrics(tmp_path, capsys):
-    paths = [_rgb(tmp_path / f"{n}.png", 24, 24, seed=i) for i, n in enumerate(("a", "b", "ref"))]
-    code, stdout, _ = _run(
+    paths = [rgb(tmp_path / f"{n}.png", 24, 24, seed=i) for i, n in enumerate(("a", "b", "ref"))]
+    code, stdout, _ = run_cli(
         capsys,
         "compare",
         paths[0],
@@ -223,7 +200,7 @@ def test_compare_reports_the_engine_metrics(tmp_path, capsys):
 
 
 def test_bad_input_gives_one_line_and_a_nonzero_exit(compact, tmp_path, capsys):
-    good = _rgb(tmp_path / "good.png")
+    good = rgb(tmp_path / "good.png")
     (tmp_path / "empty").mkdir()
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
     cases = [
@@ -238,9 +215,9 @@ def test_bad_input_gives_one_line_and_a_nonzero_exit(compact, tmp_path, capsys):
         (("compare", good, tmp_path / "missing.png"), "missing.png"),
     ]
     for argv, name in cases:
-        code, _, err = _run(capsys, *argv)
+        code, _, err = run_cli(capsys, *argv)
         assert code == 2, (argv, err)
-        _one_error_line(err, name)
+        one_error_line(err, name)
     assert not (tmp_path / "o.png").exists()
 
 
