@@ -5,9 +5,10 @@ the blend weights of all its tiles in one transfer, every tile's finiteness is k
 the device (a non-finite tile contributes zero), and the flags are read once per frame. Only the
 first :data:`PROBE_TILES` half-precision tiles of a run are checked one by one, so a checkpoint
 that overflows a format is noticed before a whole frame runs in it. Tiles that were not finite
-are then computed again in fp32 and added in; when most of them overflow (at least
-:data:`SWITCH_AFTER_NONFINITE`, and at least half of the tiles tried in half precision) the rest
-of the run switches to fp32.
+are then computed again in fp32 and added in, all of a frame's under one fp32 placement (the
+weights are converted there and back once per frame, not once per tile); when most of them
+overflow (at least :data:`SWITCH_AFTER_NONFINITE`, and at least half of the tiles tried in half
+precision) the rest of the run switches to fp32.
 """
 
 from __future__ import annotations
@@ -113,18 +114,26 @@ class TileRun:
         flags = torch.stack([ok for _, ok, _, _ in pending]).tolist()
         items = list(pending)
         pending.clear()
+        bad = []
         for (t, _, dtype, index), good in zip(items, flags, strict=True):
             self.half_checked += dtype != torch.float32
             if not good:
-                self.recover(frame, acc, t, dtype, index)
+                if dtype == torch.float32:
+                    raise self.broken(t)
+                self.count_nonfinite(dtype, index)
+                bad.append(t)
+        if bad:
+            self.redo_in_fp32(frame, acc, bad)
 
-    def recover(self, frame: Tensor, acc: Tensor, t: Tile, dtype: torch.dtype, index: int) -> None:
-        """Tile ``t`` (the ``index``-th of the run) came out NaN/inf in ``dtype``: redo it in fp32."""
-        if dtype == torch.float32:
-            raise NonFiniteOutputError(
-                f"{model_name(self.desc)}: the model produced NaN/inf even in fp32 (tile at y={t.y}, "
-                f"x={t.x}). The checkpoint is probably broken or not meant for this kind of input."
-            )
+    def broken(self, t: Tile) -> NonFiniteOutputError:
+        return NonFiniteOutputError(
+            f"{model_name(self.desc)}: the model produced NaN/inf even in fp32 (tile at y={t.y}, "
+            f"x={t.x}). The checkpoint is probably broken or not meant for this kind of input."
+        )
+
+    def count_nonfinite(self, dtype: torch.dtype, index: int) -> None:
+        """The ``index``-th tile of the run came out NaN/inf in ``dtype``: warn once, and switch the
+        rest of the run to fp32 when most half-precision tiles overflow."""
         self.report.nonfinite_tiles += 1
         name, half = model_name(self.desc), str(dtype).removeprefix("torch.")
         bad = self.report.nonfinite_tiles
@@ -140,15 +149,24 @@ class TileRun:
                 f"{name}: a tile came out with NaN/inf in {half}; recomputing such tiles in fp32 "
                 "(choose precision fp32 to avoid the retries)."
             )
+
+    def redo_in_fp32(self, frame: Tensor, acc: Tensor, tiles: list[Tile]) -> None:
+        """Compute ``tiles`` again in fp32 and add them in, all under one fp32 placement (one
+        conversion of the weights there and back, not one per tile); one host sync for their flags."""
         fp32 = self.placement.module(torch.float32)
+        flags = []
         try:
-            y, ok = self.compute(frame, t, fp32, torch.float32)
+            for t in tiles:
+                y, ok = self.compute(frame, t, fp32, torch.float32)
+                self.accumulate(acc, y, t)  # NaN/inf zeroed: harmless if the check below fails
+                flags.append(ok)
+                del y
         finally:
             del fp32
             self.module = self.placement.module(self.dtype)
-        if not bool(ok):
-            self.recover(frame, acc, t, torch.float32, index)
-        self.accumulate(acc, y, t)
+        for t, good in zip(tiles, torch.stack(flags).tolist(), strict=True):
+            if not good:
+                raise self.broken(t)
 
     def shrink(self) -> bool:
         """Halve the tile after an out-of-memory error; False when it cannot get smaller."""

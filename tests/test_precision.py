@@ -193,3 +193,34 @@ def test_a_model_that_does_not_compile_runs_eagerly_with_one_warning():
     eager = upscale(desc, image, Settings(tile=16, overlap=4), Host()).image
     torch.testing.assert_close(result.image, eager, atol=0, rtol=0)
     assert len(warnings) == 1 and "torch.compile failed" in warnings[0]
+
+
+class CountingPlacement(LocalPlacement):
+    """A local placement that records every dtype the run asks for."""
+
+    asked: list[torch.dtype]
+
+    def module(self, dtype):
+        self.asked.append(dtype)
+        return super().module(dtype)
+
+
+def test_a_frames_nonfinite_tiles_are_redone_under_one_fp32_placement():
+    """Four tiles of each frame overflow in fp16: the weights go to fp32 and back once per frame."""
+    asked: list[torch.dtype] = []
+
+    def placement(desc, memory_required):
+        p = CountingPlacement(desc.model, CPU, CPU)
+        p.asked = asked
+        return p
+
+    desc = wrap(OverflowsInHalf(), 2)
+    image = torch.cat(
+        [_bright_right(32, 96, dark=2 / 3)] * 2
+    )  # per frame 2 x 6 tiles, the last 2 columns bright
+    result = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp16"), Host(placement=placement))
+    assert result.report.nonfinite_tiles == 8 and result.report.fp32_from_tile == 0
+    half, fp32 = torch.float16, torch.float32
+    assert asked == [half] + [fp32, half] * 2, "one round trip to fp32 per frame, not one per tile"
+    reference = upscale(desc, image, Settings(tile=16, overlap=0, precision="fp32"), Host()).image
+    torch.testing.assert_close(result.image[:, :, 128:], reference[:, :, 128:], atol=0, rtol=0)
