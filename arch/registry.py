@@ -15,8 +15,15 @@ from .common.arch_base import SRArchitecture
 from .drct import DRCTArch
 from .rgt import RGTArch
 from .rgt_nhs2828 import NHS2828RGTArch
+from .swinir import SwinIRArch
 
-OUR_ARCHITECTURES: tuple[SRArchitecture, ...] = (RGTArch(), NHS2828RGTArch(), DRCTArch(), ATDArch())
+OUR_ARCHITECTURES: tuple[SRArchitecture, ...] = (
+    RGTArch(),
+    NHS2828RGTArch(),
+    DRCTArch(),
+    ATDArch(),
+    SwinIRArch(),
+)
 
 REGISTRY = ArchRegistry()
 REGISTRY.add(*(ArchSupport.from_architecture(a) for a in OUR_ARCHITECTURES))

@@ -1,4 +1,4 @@
-"""DRCT building blocks: window attention, the Swin layer and the residual dense group (RDG).
+"""DRCT building blocks: the residual dense group (RDG) of Swin layers (``common/swin.py``).
 
 Everything here works on channels-last token grids ``(B, H, W, C)`` whose sides are multiples of
 the window. Position biases and shift masks are not built here: the model builds them once per
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from einops import rearrange
 from torch import Tensor, nn
 
-from ..common.linear import Linear, linear
-from ..common.position import lookup_position_bias
-from ..common.stream import norm_to
-from ..common.windows import shifted_regions, window_partition, window_reverse, windowed_attention
+from ..common.linear import linear
+from ..common.swin import SwinLayer
 
 # Growth features go through this LeakyReLU slope before they join the dense concatenation.
 DENSE_SLOPE = 0.2
@@ -33,113 +30,6 @@ SWINS_PER_RDG = 5
 def dense_heads(base_heads: int, dim: int) -> int:
     """Heads of a Swin layer of width ``dim`` in an RDG: the official rule makes ``dim`` divisible."""
     return base_heads - dim % base_heads
-
-
-class Mlp(nn.Module):
-    """Two linear layers with (exact) GELU between them (keys ``fc1``, ``fc2``)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = Linear(dim, hidden)
-        self.fc2 = Linear(hidden, dim)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
-
-
-class WindowAttention(nn.Module):
-    """Multi-head self-attention inside windows with a learned relative-position bias.
-
-    Holds the parameters (``qkv``, ``proj``, the bias table); :class:`SwinLayer` applies the
-    per-token projections where they are cheapest and :meth:`attend` inside the windows.
-
-    Args:
-        dim: channels of the tokens.
-        heads: attention heads (``dim`` must be divisible by it).
-        window: side of the square window.
-        qkv_bias: whether the qkv projection has a bias.
-    """
-
-    def __init__(self, dim: int, heads: int, window: int, qkv_bias: bool = True) -> None:
-        super().__init__()
-        if dim % heads:
-            raise ValueError(f"attention width {dim} is not divisible by {heads} heads")
-        self.heads = heads
-        self.window = window
-        self.scale = (dim // heads) ** -0.5
-        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
-        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
-        self.proj = Linear(dim, dim)
-
-    def position_bias(self, index: Tensor) -> Tensor:
-        """Per-head bias ``(heads, N, N)`` looked up with a relative-position ``index`` ``(N, N)``."""
-        return lookup_position_bias(self.relative_position_bias_table, index)
-
-    def attend(self, qkv: Tensor, bias: Tensor) -> Tensor:
-        """Attention inside each window, between the qkv and output projections.
-
-        Args:
-            qkv: ``(B * nW, N, 3C)`` projected tokens of each window.
-            bias: additive logits broadcastable to ``(B * nW, heads, N, N)``.
-        Returns:
-            ``(B * nW, N, C)``, before ``proj``.
-        """
-        q, k, v = rearrange(qkv, "b n (three h d) -> three b h n d", three=3, h=self.heads)
-        return rearrange(windowed_attention(q, k, v, bias, self.scale), "b h n d -> b n (h d)")
-
-
-class SwinLayer(nn.Module):
-    """Pre-norm Swin transformer layer: (shifted) window attention, then an MLP, both residual.
-
-    Args:
-        dim: token channels.
-        heads: attention heads.
-        window: window side.
-        shifted: whether windows are shifted by half a window (with the shift mask).
-        mlp_hidden: hidden width of the MLP.
-        qkv_bias: whether the qkv projection has a bias.
-    """
-
-    def __init__(
-        self, dim: int, heads: int, window: int, shifted: bool, mlp_hidden: int, qkv_bias: bool = True
-    ) -> None:
-        super().__init__()
-        self.window = window
-        self.shift = window // 2 if shifted else 0
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, heads, window, qkv_bias)
-        self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_hidden)
-
-    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
-        """Args:
-        x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
-        pos_bias: ``(heads, N, N)`` relative-position bias of this layer.
-        shift_masks: ``(4, 1, N, N)`` masks of the four shifted-window kinds (unused unshifted).
-        """
-        compute = self.attn.qkv.weight.dtype
-        # branches run in the weights' dtype on normalised inputs; sums stay in the stream's dtype
-        x = x + self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks)
-        return x + self.mlp(norm_to(self.norm2, x, compute))
-
-    def _attend(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
-        ws, s = self.window, self.shift
-        _, h, w, _ = x.shape
-        if not s:
-            # plain windows: one bias for all of them
-            qkv = self.attn.qkv(window_partition(x, ws, ws))
-            out = self.attn.attend(qkv, pos_bias.unsqueeze(0))
-            return self.attn.proj(window_reverse(out, ws, ws, h, w))
-        # shift the grid; project it whole, attend region by region (each region has one mask
-        # kind), then shift back and project the output whole (projections are per token)
-        qkv = self.attn.qkv(torch.roll(x, shifts=(-s, -s), dims=(1, 2)))
-        out = qkv.new_empty(*x.shape[:3], qkv.shape[-1] // 3)
-        for rows, cols, kind in shifted_regions(h, w, ws):
-            part = qkv[:, rows, cols]
-            bias = (pos_bias + shift_masks[kind]).unsqueeze(0)
-            attended = self.attn.attend(window_partition(part, ws, ws), bias)
-            out[:, rows, cols] = window_reverse(attended, ws, ws, part.shape[1], part.shape[2])
-        return self.attn.proj(torch.roll(out, shifts=(s, s), dims=(1, 2)))
 
 
 class PointwiseConv(nn.Conv2d):
