@@ -13,6 +13,7 @@ from spandrel import ArchRegistry, ArchSupport
 from .atd import ATDArch
 from .common.arch_base import SRArchitecture
 from .drct import DRCTArch
+from .hat import HATArch
 from .rgt import RGTArch
 from .rgt_nhs2828 import NHS2828RGTArch
 from .swinir import SwinIRArch
@@ -22,6 +23,7 @@ OUR_ARCHITECTURES: tuple[SRArchitecture, ...] = (
     NHS2828RGTArch(),
     DRCTArch(),
     ATDArch(),
+    HATArch(),
     SwinIRArch(),
 )
 
