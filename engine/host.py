@@ -61,7 +61,7 @@ class Settings:
     """User settings. ``tile=0``: automatic; ``output_scale=0``: the model's own scale.
 
     ``compile``: run the model through ``torch.compile`` (opt-in; all tiles of a run have one
-    shape, so it compiles once per model, tile shape and dtype, and later runs reuse it).
+    shape, so it compiles once per model class, tile shape and dtype, and later runs reuse it).
     """
 
     tile: int = 0
@@ -82,7 +82,9 @@ class Report:
     oom_backoffs: int = 0
     nonfinite_tiles: int = 0
     fp32_from_tile: int = 0  # when a half run switched to fp32 for good: the first tile in fp32 (1-based)
-    compile_seconds: float = 0.0  # first compiled call(s) of this run beyond a normal tile's time
+    # torch.compile's cost in this run: per tile shape and dtype, the first compiled tile's time minus a
+    # steady compiled tile's (0 when an earlier run compiled it; see engine/compiled.py)
+    compile_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
 

@@ -13,14 +13,13 @@ precision) the rest of the run switches to fp32.
 
 from __future__ import annotations
 
-import time
 from collections import deque
 
 import torch
 from torch import Tensor
 
 from .channels import ChannelPlan, image_output, model_input
-from .compiled import can_compile, compiled, mark_failed
+from .compiled import CompiledRun, can_compile, mark_failed
 from .host import Host, Report, Settings
 from .memory import is_oom
 from .placement import Placement, model_call
@@ -57,7 +56,7 @@ class TileRun:
         self.done = 0
         self.half_tiles = 0  # tiles tried in a half precision
         self.half_checked = 0  # of those, how many have had their flag read
-        self.compiled_times: list[float] = []  # the first two compiled tiles, for the compile cost
+        self.compiled = CompiledRun(host.compile_backend, host.device)
 
     def overlap(self) -> int:
         return max(0, min(self.settings.overlap, self.tile // 2))
@@ -84,19 +83,11 @@ class TileRun:
         """:meth:`compute` with the run's module, compiled when asked (eager if that fails)."""
         if not (self.settings.compile and can_compile(self.module)):
             return self.compute(frame, t, self.module, self.dtype)
-        module = compiled(self.module, self.host.compile_backend)
-        timed = len(self.compiled_times) < 2
         try:
-            if timed:
-                _sync(self.host.device)
-                start = time.perf_counter()
-            out = self.compute(frame, t, module, self.dtype)
-            if timed:
-                _sync(self.host.device)
-                self.compiled_times.append(time.perf_counter() - start)
-                if len(self.compiled_times) == 2:
-                    first, steady = self.compiled_times
-                    self.report.compile_seconds = max(0.0, first - steady)
+            out = self.compiled.call(
+                self.module, (t.h, t.w, self.dtype), lambda fn: self.compute(frame, t, fn, self.dtype)
+            )
+            self.report.compile_seconds = self.compiled.seconds()
             return out
         except Exception as e:
             if is_oom(e, self.host.oom_exceptions):
@@ -164,6 +155,7 @@ class TileRun:
         finally:
             del fp32
             self.module = self.placement.module(self.dtype)
+            self.compiled.placed()
         for t, good in zip(tiles, torch.stack(flags).tolist(), strict=True):
             if not good:
                 raise self.broken(t)
@@ -229,8 +221,3 @@ class TileRun:
         rows, cols = min(t.h * s, acc.shape[1] - y0), min(t.w * s, acc.shape[2] - x0)
         weighted = image_output(y, self.plan)[0, :, :rows, :cols].to(acc.device)
         acc[:, y0 : y0 + rows, x0 : x0 + cols] += weighted * (t.wy[:rows, None] * t.wx[None, :cols])
-
-
-def _sync(device: torch.device) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize(device)
