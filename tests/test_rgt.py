@@ -18,10 +18,11 @@ from safetensors.torch import save_file
 from spandrel.architectures.RGT import RGT as ReferenceRGT
 
 from srt.arch import REGISTRY, load_model, load_state_dict
+from srt.arch.common.rect_attention import RectWindowAttention
+from srt.arch.common.rect_windows import window_groups
 from srt.arch.common.state import DERIVED_BUFFER_PATTERN
 from srt.arch.rgt import RGT, InputSizeError, RGTArch, RGTConfig
-from srt.arch.rgt.attention import RectWindowAttention, recursion_steps
-from srt.arch.rgt.windows import window_groups
+from srt.arch.rgt.attention import recursion_steps
 
 OFFICIAL = ["RGT_x2", "RGT_x3", "RGT_x4", "RGT_S_x2", "RGT_S_x3", "RGT_S_x4"]
 TOL = 1e-4

@@ -1,6 +1,6 @@
-"""Rectangle windows for L-SA, with shifted windows cut at the image border instead of rolled.
+"""Rectangle windows (RGT's L-SA, DAT's spatial attention), shifted windows cut at the border.
 
-The official L-SA rolls the (padded) token grid by half a window, attends inside windows and
+The official code rolls the (padded) token grid by half a window, attends inside windows and
 masks token pairs that the roll brought together from opposite borders with a -100 logit. A
 masked pair gets ``exp(-100)`` ~ 4e-44 times the weight of an unmasked one (zero in fp16/bf16,
 far below fp32 resolution), so the same result comes from attending inside the *pieces* of
