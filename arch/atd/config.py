@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig, exact_ratio
+from ..common.metadata import meta_img_range, meta_int
 from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
@@ -30,6 +31,7 @@ OFFICIAL = {
     ),
 }  # fmt: skip
 DEFAULT_CATEGORY_SIZE = {"ATD-light": 128, "ATD": 256}
+MAX_CATEGORY_SIZE = 4096  # 16x the official group: each group's attention is category_size^2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -110,13 +112,17 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[ATDConfig
     upsampler, scale = _upsampler(sd, in_chans)
     light = upsampler == "pixelshuffledirect" and embed_dim == 48
     default_category = DEFAULT_CATEGORY_SIZE["ATD-light" if light else "ATD"]
+    category_size = meta_int(meta, "category_size", min=1, max=MAX_CATEGORY_SIZE)
+    img_range = meta_img_range(meta)
     inferred: dict[str, str] = {}
-    if "category_size" not in meta:
+    if category_size is None:
+        category_size = default_category
         inferred["category_size"] = (
             f"{default_category}: not stored in the weights; official default for "
             f"{'ATD-light' if light else 'ATD'}"
         )
-    if "img_range" not in meta:
+    if img_range is None:
+        img_range = 1.0
         inferred["img_range"] = "1.0: not stored in the weights; official default"
     config = ATDConfig(
         scale=scale,
@@ -126,13 +132,13 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[ATDConfig
         num_heads=tuple(t.shape[1] for t in tables),
         mlp_ratio=exact_ratio(sd[LAYER0 + "convffn.fc1.weight"].shape[0], embed_dim),
         window_size=(math.isqrt(tables[0].shape[0]) + 1) // 2,
-        category_size=int(meta.get("category_size", default_category)),
+        category_size=category_size,
         num_tokens=sd[LAYER0 + "attn_atd.scale"].shape[0],
         reducted_dim=sd[LAYER0 + "attn_atd.wq.weight"].shape[0],
         convffn_kernel_size=sd[LAYER0 + "convffn.dwconv.depthwise_conv.0.weight"].shape[-1],
         qkv_bias=LAYER0 + "wqkv.bias" in sd,
         patch_norm="patch_embed.norm.weight" in sd,
-        img_range=float(meta.get("img_range", 1.0)),
+        img_range=img_range,
         upsampler=upsampler,
         resi_connection=residual_conv_kind(sd, "layers.0.conv") or "1conv",
         norm="no_norm" not in sd,

@@ -8,7 +8,7 @@ released config; they keep a typo from building a model that cannot run (a 10^9-
 
     category_size = meta_int(meta, "category_size", min=1, max=4096, default=256)
     upsampler = meta_choice(meta, "upsampler", ("pixelshuffle", "pixelshuffledirect"))
-    img_range = meta_float(meta, "img_range", min=0.0, max=1000.0, min_inclusive=False, default=1.0)
+    img_range = meta_img_range(meta, default=1.0)
     split_size = meta_int_list(meta, "split_size", length=2, min=1, max=256)
 """
 
@@ -22,6 +22,7 @@ from ..errors import ConfigError
 
 T = TypeVar("T")
 MAX_LIST = 64  # no config has more entries (residual groups) than this
+MAX_IMG_RANGE = 1000.0  # BasicSR's img_range: 1.0, or 255.0 in older configs
 _SHOWN = 60  # characters of a bad value quoted in a message
 
 
@@ -95,6 +96,11 @@ def meta_float(
     if below or (max is not None and value > max):
         raise bad_value(key, value, expected)
     return float(value)
+
+
+def meta_img_range(meta: Mapping | None, *, default: T = None) -> float | T:
+    """BasicSR's ``img_range`` (the input multiplier every family shares), or ``default``."""
+    return meta_float(meta, "img_range", min=0.0, max=MAX_IMG_RANGE, min_inclusive=False, default=default)
 
 
 def meta_choice(meta: Mapping | None, key: str, choices: Sequence[T], *, default: Any = None) -> T | Any:

@@ -12,12 +12,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig
+from ..common.metadata import meta_img_range, meta_int
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
 from ..errors import ConfigError
 
 # Named releases: number of RDGs -> name, for the official width/heads/window/growth settings.
 VARIANT_BY_GROUPS = {6: "DRCT", 12: "DRCT-L", 14: "DRCT-XL"}
+MAX_IMG_SIZE = 65536  # training patch side (64 in the official configs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,10 +101,13 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[DRCTConfi
         int(sd[f"layers.{i}.swin1.attn.relative_position_bias_table"].shape[1]) for i in range(groups)
     )
     shift = _has_shift(sd, inferred)
-    if "img_size" in meta:
-        shift = int(meta["img_size"]) > window
+    img_size = meta_int(meta, "img_size", min=1, max=MAX_IMG_SIZE)
+    if img_size is not None:
+        shift = img_size > window
         inferred.pop("shift", None)
-    if "img_range" not in meta:
+    img_range = meta_img_range(meta)
+    if img_range is None:
+        img_range = 1.0
         inferred["img_range"] = "not stored in weights; 1.0 as in every official config"
 
     config = DRCTConfig(
@@ -113,7 +118,7 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[DRCTConfi
         mlp_ratio=sd["layers.0.swin1.mlp.fc1.weight"].shape[0] / embed_dim,
         window_size=window,
         gc=int(sd["layers.0.adjust1.weight"].shape[0]),
-        img_range=float(meta.get("img_range", 1.0)),
+        img_range=img_range,
         qkv_bias="layers.0.swin1.attn.qkv.bias" in sd,
         patch_norm="patch_embed.norm.weight" in sd,
         resi_connection="1conv" if "conv_after_body.weight" in sd else "identity",

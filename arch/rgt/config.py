@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ..common.config import ModelConfig, exact_ratio
+from ..common.metadata import bad_value, given, meta_float, meta_img_range, meta_int_list, shown
 from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
@@ -28,6 +29,7 @@ OFFICIAL_SPLIT = (8, 32)
 _MASK_KEY = re.compile(r"^layers\.\d+\.blocks\.\d+\.attn\.attn_mask_0$")
 # Official release configs: groups -> name, for embed 180, 6 heads, 6 blocks, MLP 2, c_ratio 0.5.
 _VARIANTS = {8: "RGT", 6: "RGT-S"}
+MAX_SPLIT = 256  # window side (official 8 x 32); the attention grows with its area squared
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +75,11 @@ def read_config(sd: StateDict, metadata: Mapping | None = None) -> tuple[RGTConf
         metadata: training hyperparameters (traiNNer-redux safetensors metadata), or None.
     """
     meta = dict(metadata or {})
+    if given(meta, "qk_scale"):
+        raise ConfigError(
+            f"RGT metadata sets qk_scale={shown(meta['qk_scale'])}; only the default scale is supported."
+        )
+    img_range = meta_img_range(meta)
     inferred: dict[str, str] = {}
     embed_dim, in_chans = sd["conv_first.weight"].shape[:2]
     depths = tuple(seq_len(sd, f"layers.{i}.blocks") for i in range(seq_len(sd, "layers")))
@@ -82,10 +89,6 @@ def read_config(sd: StateDict, metadata: Mapping | None = None) -> tuple[RGTConf
     if resi_connection is None:
         raise ConfigError(
             "RGT weights have neither conv_after_body.weight (1conv) nor conv_after_body.0.weight (3conv)."
-        )
-    if meta.get("qk_scale") is not None:
-        raise ConfigError(
-            f"RGT metadata sets qk_scale={meta['qk_scale']!r}; only the default scale is supported."
         )
     config = RGTConfig(
         scale=pixelshuffle_scale(sd, "upsample") if "upsample.0.weight" in sd else 1,
@@ -97,22 +100,22 @@ def read_config(sd: StateDict, metadata: Mapping | None = None) -> tuple[RGTConf
         qkv_bias="layers.0.blocks.0.attn.qkv.bias" in sd,
         split_size=_split_size(sd, meta, inferred),
         c_ratio=c_ratio,
-        img_range=float(meta.get("img_range", 1.0)),
+        img_range=1.0 if img_range is None else img_range,
         resi_connection=resi_connection,
     )
-    if "img_range" not in meta:
+    if img_range is None:
         inferred["img_range"] = "1.0 assumed (not stored in weights)"
     return config, inferred
 
 
 def _c_ratio(sd: StateDict, depth: tuple[int, ...], dim: int, meta: Mapping, inferred: dict) -> float:
     """RG-SA channel ratio from the first RG-SA conv (metadata wins when it agrees)."""
+    wanted = meta_float(meta, "c_ratio", min=0.0, max=1.0, min_inclusive=False)
     group = next((i for i, d in enumerate(depth) if d >= 2), None)
     if group is None:
         inferred["c_ratio"] = "0.5 assumed (no RG-SA block in the weights, so unused)"
-        return float(meta.get("c_ratio", 0.5))
+        return 0.5 if wanted is None else wanted
     reduced = sd[f"layers.{group}.blocks.1.attn.conv.weight"].shape[0]
-    wanted = meta.get("c_ratio")
     if wanted is not None and int(dim * wanted) == reduced:
         return float(wanted)
     return exact_ratio(reduced, dim)
@@ -123,7 +126,9 @@ def _num_heads(
 ) -> tuple[int, ...]:
     """Heads per group: each L-SA branch has ``heads // 2``, so an odd count is a guess."""
     heads = []
-    wanted = list(meta.get("num_heads") or [])
+    wanted = meta_int_list(meta, "num_heads", max=dim, default=())
+    if wanted and len(wanted) != groups:
+        raise bad_value("num_heads", meta["num_heads"], f"a list of {groups} head counts (one per group)")
     for i in range(groups):
         half = sd[f"layers.{i}.blocks.0.attn.attns.0.pos.pos3.2.weight"].shape[0]
         given = wanted[i] if i < len(wanted) else None
@@ -145,9 +150,9 @@ def _split_size(sd: StateDict, meta: Mapping, inferred: dict) -> tuple[int, int]
     sides = None
     if table_key in sd and index_key in sd:
         sides = _window_sides(sd[index_key].shape[0], sd[table_key].shape[0])
-    wanted = meta.get("split_size")
+    wanted = meta_int_list(meta, "split_size", length=2, max=MAX_SPLIT)
     if wanted is not None and (sides is None or sorted(wanted) == sorted(sides)):
-        return int(wanted[0]), int(wanted[1])
+        return wanted
     if sides is None:
         inferred["split_size"] = f"{list(OFFICIAL_SPLIT)} assumed (official; no window tables saved)"
         return OFFICIAL_SPLIT

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig, exact_ratio
+from ..common.metadata import first_given, meta_int
 from ..common.state import seq_len
 from ..errors import ConfigError
 
@@ -21,6 +22,10 @@ VARIANT = "RGT (nhs2828 unofficial)"
 WINDOW = (8, 32)
 DEFAULT_STRIDE_R = 4  # src/config/RGT.yaml and src/train.py
 DEFAULT_RECURSION_SIZE = 16  # src/train.py h_test
+# Sanity bounds: every tile is padded to at least h * s_r rows (64 upstream); a stride of 1 never
+# reduces (upstream's log(H / h, s_r) divides by zero).
+STRIDE_R_RANGE = (2, 16)
+RECURSION_SIZE_RANGE = (1, 128)
 
 LSA = "RGs.{}.LSAs.0"
 RGSA = "RGs.0.RGSAs.0.rg_sa"
@@ -95,11 +100,10 @@ def _window_check(sd: Mapping) -> None:
         )
 
 
-def _setting(meta: Mapping, names: tuple[str, ...]) -> int | None:
-    for name in names:
-        if meta.get(name) is not None:
-            return int(meta[name])
-    return None
+def _setting(meta: Mapping, names: tuple[str, ...], bounds: tuple[int, int]) -> int | None:
+    """The first of the aliases ``names`` that ``meta`` sets, as an integer within ``bounds``."""
+    key = first_given(meta, names)
+    return None if key is None else meta_int(meta, key, min=bounds[0], max=bounds[1])
 
 
 def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[NHS2828Config, dict[str, str]]:
@@ -122,11 +126,11 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[NHS2828Co
             "checkpoint."
         )
     inferred: dict[str, str] = {}
-    stride_r = _setting(meta, ("s_r", "stride_r"))
+    stride_r = _setting(meta, ("s_r", "stride_r"), STRIDE_R_RANGE)
     if stride_r is None:
         stride_r = DEFAULT_STRIDE_R
         inferred["s_r"] = f"{stride_r}, upstream's setting (the stride is not stored in weights)"
-    recursion_size = _setting(meta, ("h", "h_test", "recursion_size"))
+    recursion_size = _setting(meta, ("h", "h_test", "recursion_size"), RECURSION_SIZE_RANGE)
     if recursion_size is None:
         recursion_size = DEFAULT_RECURSION_SIZE
         inferred["h"] = f"{recursion_size}, upstream's test-time forward argument"
