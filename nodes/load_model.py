@@ -5,7 +5,8 @@ output plugs into core "Upscale Image (using Model)", UltimateSDUpscale and the 
 like core's loader, it carries a model patcher (``descriptor.patcher``) for ComfyUI's model management.
 The node shows what it loaded. A file is read once per (path, modification time, size): the
 last few descriptors are kept, and any other one is reused while it is alive anywhere (ComfyUI's
-output cache, another node).
+output cache, another node) -- unless another node has converted its weights in place (they are
+no longer float32): that descriptor is stale and the file is read again, as core's loader does.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..arch.loader import load_model
 from ..engine.describe import describe
 from . import host_compat
 from .paths import model_names, model_path, where_to_put
-from .residency import attach_patcher
+from .residency import attach_patcher, rounded_dtypes
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,7 @@ KEEP_LOADED = 2  # descriptors kept alive after ComfyUI's own cache has dropped 
 
 _cache: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 _recent: OrderedDict = OrderedDict()
+_origins: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # descriptor -> (path, file key)
 _lock = threading.Lock()
 
 
@@ -52,14 +54,26 @@ def _file_key(path: str) -> tuple[str, int, int]:
 
 
 def load_cached(path: str):
-    """The descriptor for ``path``, read from disk only if no live one matches its mtime and size."""
+    """The descriptor for ``path``, read from disk only if no live one matches its mtime and size
+    (or the live one is stale: its weights are no longer float32)."""
     key = _file_key(path)
     with _lock:
         desc = _cache.get(key)
+        rounded = rounded_dtypes(desc.model) if desc is not None else []
+        if rounded:
+            found = ", ".join(str(d).removeprefix("torch.") for d in rounded)
+            log.warning(
+                "[SR Transformers] %s: the loaded model's weights are %s, not float32 (another node "
+                "converted them in place): reading the file again",
+                os.path.basename(path),
+                found,
+            )
+            desc = None
         cached = desc is not None
         if not cached:
             desc = _load(path)
             _cache[key] = desc
+            _origins[desc] = (path, key)
         _recent[key] = desc
         _recent.move_to_end(key)
         while len(_recent) > KEEP_LOADED:
@@ -78,6 +92,19 @@ def _load(path: str):
             "truncated, corrupt or a variant this version does not support: download it again, and "
             "report it if it still fails."
         ) from e
+
+
+def file_module(desc):
+    """``desc``'s module read again from its file (float32, as loaded), or None when ``desc`` did
+    not come from this loader or its file has changed or gone since."""
+    path, key = _origins.get(desc, (None, None))
+    try:
+        if path is None or _file_key(path) != key:
+            return None
+        return _load(path).model
+    except (OSError, ModelLoadError) as e:  # gone or unreadable since: the caller converts instead
+        log.warning("[SR Transformers] %s could not be read again: %s", os.path.basename(path), e)
+        return None
 
 
 def model_info(model_name: str) -> tuple[bool, str]:

@@ -12,18 +12,25 @@ What is resident, and when it leaves:
   and unloads it (weights back to RAM) when another model needs the room, or on "Free model and
   node cache". Geometry caches (masks, position biases) are emptied after every run and whenever
   ComfyUI unloads the model, so no memory ComfyUI does not know about stays behind.
+* The descriptor is shared with every node it is connected to, and some convert its module in
+  place (KJNodes' "Upscale Image (using Model) Batched" with fp16/bf16 leaves the weights in
+  half precision, moved back to the CPU). :func:`restore_float32` undoes that before a run: the
+  weights are read again from their file when it is known, else converted back to float32.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import threading
 import weakref
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from ..engine.placement import release_caches
+from ..engine.tile_run import model_name
 from . import host_compat
 
 _copies: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # descriptor -> {dtype: patcher}
@@ -76,6 +83,54 @@ def patcher_for(desc, dtype: torch.dtype):
             module = converted_copy(desc.model, dtype, fp32.offload_device)
             copies[dtype] = _watched_patcher(host_compat.new_patcher(module))
         return copies[dtype]
+
+
+def rounded_dtypes(module: nn.Module) -> list[torch.dtype]:
+    """The floating dtypes other than float32 among ``module``'s parameters and buffers.
+
+    Loaders build every module in float32; anything else means a node converted the shared
+    module in place (its float32 weights are gone).
+    """
+    tensors = itertools.chain(module.parameters(), module.buffers())
+    return sorted({t.dtype for t in tensors if t.is_floating_point() and t.dtype != torch.float32}, key=str)
+
+
+def restore_float32(desc, file_module: Callable[[], nn.Module | None]) -> str | None:
+    """Give ``desc`` float32 weights again if another node converted them; what was done, or None.
+
+    Every patcher of ``desc`` is unloaded and its half copies dropped (they may have been made
+    from the rounded weights). Then every parameter and buffer is converted to float32 and, when
+    ``file_module()`` returns the module read again from the descriptor's file, overwritten with
+    its exact values; otherwise the weights keep the rounding they received.
+    """
+    with _lock:
+        rounded = rounded_dtypes(desc.model)
+        if not rounded:
+            return None
+        for patcher in [getattr(desc, "patcher", None), *_copies.pop(desc, {}).values()]:
+            if patcher is not None:
+                host_compat.unload(patcher)
+        fresh = file_module()
+        desc.model.to(torch.float32)
+        if fresh is not None:
+            source = dict(itertools.chain(fresh.named_parameters(), fresh.named_buffers()))
+            with torch.no_grad():
+                for name, tensor in itertools.chain(
+                    desc.model.named_parameters(), desc.model.named_buffers()
+                ):
+                    tensor.copy_(source[name])
+        release_caches(desc.model)
+    found = ", ".join(str(d).removeprefix("torch.") for d in rounded)
+    what = (
+        f"{model_name(desc)}: its weights were {found}, not float32 (another node converted the "
+        "shared model in place)"
+    )
+    if fresh is not None:
+        return f"{what}: float32 weights read again from its file"
+    return (
+        f"{what}: converted back to float32, with the rounding they received; load the model again "
+        "(Free model and node cache) for its exact weights"
+    )
 
 
 def resident_patchers(desc) -> list:

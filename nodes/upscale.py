@@ -2,7 +2,8 @@
 
 The engine plans the run (:func:`..engine.plan.plan`); the node shows that plan, and ComfyUI's model
 management puts the weights on the device with room for one planned tile
-(:class:`.residency.ComfyPlacement`). ComfyUI also supplies the devices, the IMAGE dtype, the
+(:class:`.residency.ComfyPlacement`), in float32 again if another node converted the shared model
+in place (:func:`.residency.restore_float32`). ComfyUI also supplies the devices, the IMAGE dtype, the
 out-of-memory exception type, the interrupt check and the progress bar (one step per tile).
 """
 
@@ -20,7 +21,8 @@ from ..engine.plan import Plan, plan
 from ..engine.precision import PRECISIONS
 from ..engine.runner import Host, Settings, upscale
 from . import host_compat
-from .residency import ComfyPlacement
+from .load_model import file_module
+from .residency import ComfyPlacement, restore_float32
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +185,9 @@ class UpscaleTiledNode(io.ComfyNode):
         mask: torch.Tensor | None = None,
         compile: bool = False,
     ) -> io.NodeOutput:
+        restored = restore_float32(upscale_model, lambda: file_module(upscale_model))
+        if restored:  # another node converted the shared model in place: runs start from float32
+            log.warning("[SR Transformers] %s", restored)
         if precision == "auto" and host_compat.force_fp32():
             precision = "fp32"
         device = mm.get_torch_device()

@@ -1,4 +1,5 @@
-"""Helpers the command-line tests share: a tiny model, small images, an in-process run."""
+"""Helpers the command-line tests share: a tiny model (the node tests use it too), small images, an
+in-process run."""
 
 from __future__ import annotations
 
