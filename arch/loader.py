@@ -4,7 +4,7 @@
 * ``.pth/.pt/.ckpt/.bin`` go through ``torch.load(weights_only=True)``. A pickle that needs code
   (e.g. a whole training ``State`` object) goes to :mod:`.safe_unpickle`, which extracts the
   model's tensors without importing or calling anything, or refuses with
-  :class:`UnsafeCheckpointError`.
+  :class:`UnsafeCheckpointError`. Zip archives unpack within a budget (:mod:`.archive`).
 * Wrappers (BasicSR ``params_ema`` before ``params``, ``state_dict``, ``model`` ...) and
   ``module.`` prefixes are removed; saved derived buffers are accepted by the models.
 * Our architectures are tried first, then spandrel's ``MAIN_REGISTRY`` for everything else.
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
+from .archive import check_zip_checkpoint
 from .common.state import training_config
 from .errors import CheckpointReadError, ConfigError, ModelLoadError, UnsupportedArchitectureError
 from .registry import REGISTRY, closest_family
@@ -69,6 +70,7 @@ def _read_safetensors(path: str) -> Checkpoint:
 
 
 def _read_pickle(path: str) -> Checkpoint:
+    check_zip_checkpoint(path)  # torch.load inflates each member whole: refuse a zip bomb first
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:

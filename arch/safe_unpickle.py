@@ -9,6 +9,7 @@ import and call whatever the pickle names. This unpickler:
   / dtypes;
 * turns *every* other global into an inert placeholder class: nothing is imported, and "calling"
   it (pickle's REDUCE) only records the arguments, so a payload such as ``os.system`` never runs;
+* unpacks the archive within a byte budget (:mod:`.archive`: no zip bomb fills the memory);
 * then walks the placeholder tree for the ``nn.Module`` layout (``_parameters``, ``_buffers``,
   ``_modules``) and returns the model's state dict.
 """
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 
 import torch
 
+from .archive import BudgetedStream, InflateBudget, inflate_budget
 from .errors import CheckpointReadError, UnsafeCheckpointError
 
 _STORAGE_DTYPES = {
@@ -95,9 +97,10 @@ def _plain_dict(*_ignored) -> dict:  # defaultdict(factory): keep the items, nev
 class RestrictedUnpickler(pickle.Unpickler):
     """Unpickler over a torch zip archive that resolves only allow-listed globals."""
 
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str) -> None:
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, budget: InflateBudget) -> None:
         super().__init__(file)
-        self._archive, self._prefix = archive, prefix
+        self._archive, self._prefix, self._budget = archive, prefix, budget
+        self._storages: dict[str, torch.Tensor] = {}  # each storage read once, however often used
         self.blocked: dict[str, type[Inert]] = {}
 
     def find_class(self, module: str, name: str):
@@ -125,8 +128,14 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"unsupported persistent id {pid!r:.80}")
         storage_type, key = pid[1], pid[2]
         dtype = storage_type.dtype if isinstance(storage_type, _StorageType) else torch.uint8
-        raw = bytearray(self._archive.read(f"{self._prefix}/data/{key}"))
-        return torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
+        member = f"{self._prefix}/data/{key}"
+        if member not in self._storages:
+            raw = self._budget.read(self._archive, member)
+            self._storages[member] = (
+                torch.frombuffer(raw, dtype=torch.uint8) if raw else torch.empty(0, dtype=torch.uint8)
+            )
+        raw = self._storages[member]
+        return raw.view(dtype) if raw.numel() else torch.empty(0, dtype=dtype)
 
 
 def _attrs(obj) -> dict:
@@ -169,22 +178,27 @@ def _find_model(root, depth: int = 0):
     return None
 
 
-def restricted_load(path: str) -> dict[str, torch.Tensor]:
+def restricted_load(path: str, max_inflated: int | None = None) -> dict[str, torch.Tensor]:
     """State dict of the model pickled inside a torch zip checkpoint, without running any code.
+
+    Args:
+        max_inflated: bytes the archive's members may unpack to (default: :func:`.archive.inflate_budget`).
 
     Raises:
         UnsafeCheckpointError: no model could be found (the message lists what the pickle names).
-        CheckpointReadError: not a torch zip archive, or corrupt.
+        CheckpointReadError: not a torch zip archive, corrupt, or unpacking to more than the budget.
     """
     name = os.path.basename(path)
+    budget = InflateBudget(name, max_inflated or inflate_budget(path))
     try:
         with zipfile.ZipFile(path) as archive:
+            budget.check_declared(archive)
             pkl = next((n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"), None)
             if pkl is None:
                 raise CheckpointReadError(f"{name}: not a PyTorch zip checkpoint (no data.pkl inside).")
             prefix = pkl[: -len("/data.pkl")] if "/" in pkl else ""
             with archive.open(pkl) as f:
-                unpickler = RestrictedUnpickler(f, archive, prefix)
+                unpickler = RestrictedUnpickler(BudgetedStream(f, budget, pkl), archive, prefix, budget)
                 root = unpickler.load()
     except zipfile.BadZipFile as e:
         raise CheckpointReadError(
