@@ -13,6 +13,7 @@ scale is asked for, clamp to [0, 1].
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -23,6 +24,7 @@ from .host import Host, Report, Result, Settings
 from .memory import auto_tile_size, preferred_multiple
 from .placement import LocalPlacement
 from .plan import Plan, output_size, plan
+from .precision import ieee_fp32
 from .tile_run import NonFiniteOutputError, TileRun, model_name
 from .tiling import SizeRule
 
@@ -78,37 +80,42 @@ def upscale(
         placement = host.placement(desc, run_plan.memory_required)
     else:
         placement = LocalPlacement(desc.model, host.device, host.offload_device)
-    try:
-        run = TileRun(desc, host, settings, channels, placement, run_plan.dtype)
-        run.report.notes += [run_plan.note] if run_plan.note else []
-        color = channels.color + (1 if channels.alpha_through_model and channels.alpha else 0)
-        blend_device, free = _blend_device(host, color * h * scale * w * scale * 4)
-        run.tile = _initial_tile(run, run_plan, free, (h, w))
-        resized = (out_h, out_w) != (h * scale, w * scale)
-        # blend straight into the output when it is float32 at the model's scale on the same device
-        in_place = not resized and host.output_dtype == torch.float32 and blend_device == host.output_device
-        for i in range(b):
-            frame = image[i].permute(2, 0, 1)
-            target = out[i].permute(2, 0, 1)
-            if in_place:
-                acc = target[:color]
-            else:
-                acc = torch.zeros((color, h * scale, w * scale), device=blend_device)
-            run.frame(frame, acc, b - 1 - i)
-            if resized:
-                acc = resize_planes(acc[None], (out_h, out_w))[0]
-            if not in_place:
-                target[:color] = acc.clamp_(0.0, 1.0).to(host.output_device)
-            del acc
-            if channels.alpha and not channels.alpha_through_model:  # alpha skips the model: resize it
-                target[-1] = resize_planes(
-                    frame[-1:][None].to(host.output_device, torch.float32), (out_h, out_w)
-                )[0, 0]
-            target.clamp_(0.0, 1.0)
-    finally:
-        placement.done()
-        if host.device != host.offload_device:
-            host.empty_cache()  # hand the freed tile memory back
+    # fp32 means IEEE float32 (no TF32) for the run; half-precision runs keep the caller's settings
+    arithmetic = ieee_fp32() if run_plan.dtype == torch.float32 else contextlib.nullcontext()
+    with arithmetic:
+        try:
+            run = TileRun(desc, host, settings, channels, placement, run_plan.dtype)
+            run.report.notes += [run_plan.note] if run_plan.note else []
+            color = channels.color + (1 if channels.alpha_through_model and channels.alpha else 0)
+            blend_device, free = _blend_device(host, color * h * scale * w * scale * 4)
+            run.tile = _initial_tile(run, run_plan, free, (h, w))
+            resized = (out_h, out_w) != (h * scale, w * scale)
+            # blend straight into the output when it is float32 at the model's scale on the same device
+            in_place = (
+                not resized and host.output_dtype == torch.float32 and blend_device == host.output_device
+            )
+            for i in range(b):
+                frame = image[i].permute(2, 0, 1)
+                target = out[i].permute(2, 0, 1)
+                if in_place:
+                    acc = target[:color]
+                else:
+                    acc = torch.zeros((color, h * scale, w * scale), device=blend_device)
+                run.frame(frame, acc, b - 1 - i)
+                if resized:
+                    acc = resize_planes(acc[None], (out_h, out_w))[0]
+                if not in_place:
+                    target[:color] = acc.clamp_(0.0, 1.0).to(host.output_device)
+                del acc
+                if channels.alpha and not channels.alpha_through_model:  # alpha skips the model: resize it
+                    target[-1] = resize_planes(
+                        frame[-1:][None].to(host.output_device, torch.float32), (out_h, out_w)
+                    )[0, 0]
+                target.clamp_(0.0, 1.0)
+        finally:
+            placement.done()
+            if host.device != host.offload_device:
+                host.empty_cache()  # hand the freed tile memory back
     if mask is not None:
         out_mask = resize_mask(mask, (out_h, out_w), host.output_device)
     elif channels.alpha:

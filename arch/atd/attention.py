@@ -9,7 +9,8 @@ Two arithmetic paths (see :class:`~.model.ATD` ``exact_fp32``):
   within one float32 ulp, so a rounding difference anywhere upstream (SDPA instead of the
   explicit softmax is enough) moves tokens to another category and changes the output by up to
   ~0.2. Only the official arithmetic reproduces the official output.
-* **fast** (bf16/fp16, or ``exact_fp32=False``): ``scaled_dot_product_attention``.
+* **fast** (bf16/fp16, ``exact_fp32=False``, or float32 with TF32 on, where no op order can
+  be exact): ``scaled_dot_product_attention``.
 
 Both paths add the shift mask only to the windows that need it (the last window row and
 column); everywhere else the official mask is zero, so skipping the addition changes nothing.
@@ -135,6 +136,19 @@ class TokenDictionaryAttention(nn.Module):
         v = float32_forward(self.wv, td)
         scale = fp16_scale(v, x.dtype)
         return (sim.to(x.dtype) @ (v / scale).to(x.dtype)).float() * scale, sim
+
+
+def ieee_float32(device: torch.device) -> bool:
+    """Whether float32 matmuls and convolutions on ``device`` run in IEEE float32, so the exact
+    path can reproduce the official arithmetic: always on the CPU; on CUDA only with TF32 off
+    (PyTorch's default lets cuDNN convolutions use TF32, whose rounding alone moves near-tied
+    tokens; the engine's fp32 runs turn it off). Elsewhere: assumed."""
+    if device.type != "cuda":
+        return True
+    try:
+        return not (torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32)
+    except RuntimeError:  # legacy and per-operation TF32 settings mixed: torch cannot say
+        return False
 
 
 def category_order(sim: Tensor) -> Tensor:

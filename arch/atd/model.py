@@ -33,6 +33,7 @@ from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
 from ..common.upsample import PixelShuffleDirect, PixelShuffleUpsample
+from .attention import ieee_float32
 from .blocks import LayerInputs, ResidualGroup, tokens_to_image
 from .config import ATDConfig
 from .windows import build_window_geometry
@@ -45,10 +46,11 @@ class ATD(SRModel):
         config: the hyperparameters (default: official ATD x4).
 
     Attributes:
-        exact_fp32: in float32, use the official arithmetic (explicit softmax attention, run
-            in cache-sized chunks on the CPU) instead of SDPA, so the token categories, which
-            flip on 1-ulp differences, match the official code on the same device. Half
-            precision always uses SDPA.
+        exact_fp32: in IEEE float32, use the official arithmetic (explicit softmax attention,
+            run in cache-sized chunks on the CPU) instead of SDPA, so the token categories, which
+            flip on 1-ulp differences, match the official code on the same device. Only where
+            the arithmetic can be exact: the CPU, or CUDA with TF32 off (as in the engine's fp32
+            runs; :func:`.attention.ieee_float32`); otherwise, and in half precision, SDPA.
         fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
             it) in float32, as autocast training does; the attentions, ConvFFN and convs run in
             the weights' dtype. No effect in float32.
@@ -139,7 +141,7 @@ class ATD(SRModel):
             return build_window_geometry(h, w, self.window_size, x.device, x.dtype)
 
         geometry = self.cached_geometry("atd.window_geometry", x, build, h, w)
-        exact = self.exact_fp32 and x.dtype == torch.float32
+        exact = self.exact_fp32 and x.dtype == torch.float32 and ieee_float32(x.device)
         return LayerInputs(size=(h, w), geometry=geometry, exact=exact, dtype=x.dtype)
 
     def _position_biases(self, x: Tensor) -> tuple[tuple[Tensor, ...], ...]:
