@@ -17,6 +17,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 _onednn_ok: bool | None = None  # None: not probed yet
+# What the oneDNN op raises when this torch build or CPU cannot run it at all, so F.linear takes
+# over for the rest of the process: an op signature that changed ("... failed to match any
+# schema"), a fused activation the build lacks ("Fusion behavior undefined."), and no oneDNN
+# kernel for this CPU/dtype ("could not create a primitive descriptor ..."). Any other error (out
+# of memory above all) is the caller's to see and leaves oneDNN on.
+UNSUPPORTED_MESSAGES = (
+    "failed to match any schema",
+    "Fusion behavior undefined",
+    "could not create a primitive descriptor",
+)
+
+
+def _unsupported(error: RuntimeError) -> bool:
+    text = str(error)
+    return any(message in text for message in UNSUPPORTED_MESSAGES)
 
 
 def _onednn_usable() -> bool:
@@ -42,8 +57,10 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, gelu: bool = F
             if gelu:
                 return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "gelu", [], "none")
             return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
-        except RuntimeError:  # an op signature this torch build does not have: stop trying
-            _onednn_ok = False
+        except RuntimeError as e:
+            if not _unsupported(e):
+                raise
+            _onednn_ok = False  # this build or CPU cannot run the op: stop trying
     out = F.linear(x, weight, bias)
     return F.gelu(out) if gelu else out
 
