@@ -42,9 +42,16 @@ def available_ram() -> int | None:
 
 
 def free_memory(device: torch.device) -> int | None:
-    """Free bytes on ``device`` for the automatic tile size."""
+    """Free bytes on ``device`` for the automatic tile size.
+
+    On CUDA: what the driver reports free plus PyTorch's cached pool (reserved but unused memory),
+    as ComfyUI counts it. The model stays on the GPU between images and its cache is not emptied,
+    so from the second image on the previous tiles' memory sits in that pool: counted as used, it
+    would give every later image a smaller tile.
+    """
     if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
+        pool = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(torch.cuda.mem_get_info(device)[0]) + max(0, int(pool))
     return available_ram()
 
 
