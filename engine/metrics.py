@@ -13,7 +13,8 @@ after an optional border crop. Both use a peak of 255:
   use_sample_covariance=False, data_range=255)``.
 
 Images are ComfyUI IMAGE batches, ``(B, H, W, C)`` float tensors in [0, 1]. Everything is
-computed in float64 (on the CPU when the images live on a device without float64).
+computed in float64 (on the CPU when the images live on a device without float64), one frame at a
+time: a float64 copy of a whole video batch would not fit (300 4K frames are 60 GB).
 """
 
 from __future__ import annotations
@@ -181,5 +182,10 @@ def measure(test: torch.Tensor, target: torch.Tensor, channels: Channels = "y", 
             f"metrics need two RGB batches of the same shape (B, H, W, 3); got {tuple(test.shape)} "
             f"and {tuple(target.shape)}: align them first (engine.comparison.align_inputs)"
         )
-    x, y = prepare(test, channels, border), prepare(target.to(test.device), channels, border)
-    return Scores(psnr=tuple(psnr(x, y).tolist()), ssim=tuple(ssim(x, y).tolist()))
+    psnrs, ssims = [], []
+    for i in range(test.shape[0]):  # one frame in float64 at a time
+        x = prepare(test[i : i + 1], channels, border)
+        y = prepare(target[i : i + 1].to(test.device), channels, border)
+        psnrs += psnr(x, y).tolist()
+        ssims += ssim(x, y).tolist()
+    return Scores(psnr=tuple(psnrs), ssim=tuple(ssims))
