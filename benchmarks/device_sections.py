@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from .device_models import TRAINED, on_device, photo, psnr, raw_call
+from .device_models import TRAINED, import_pack, on_device, photo, psnr, raw_call
 
 EXACT_VARIANTS = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]  # one per family (+ ATD-light's upsampler)
 EXACT_TOLERANCE = 1e-4
@@ -16,22 +16,19 @@ MATCH_TOLERANCE = 1e-3  # out-of-memory run vs an uncapped run at the same tiles
 HALF = (("bf16", torch.bfloat16), ("fp16", torch.float16))
 
 
+def engine(module: str):
+    """``srt.engine.<module>``, the checkout registered as ``srt`` first (any section may run alone)."""
+    import_pack()
+    return importlib.import_module(f"srt.engine.{module}")
+
+
 def crash(e: BaseException) -> str:
     return f"crash: {type(e).__name__}"
 
 
-@contextlib.contextmanager
-def strict_fp32(ctx):
-    """TF32 off for matmuls and convolutions while checking fp32 exactness on CUDA; restored after."""
-    if not ctx.cuda:
-        yield
-        return
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+def strict_fp32():
+    """IEEE float32 (TF32 off) as the engine's fp32 runs have it; the settings restored after."""
+    return engine("precision").ieee_fp32()
 
 
 def run_once(ctx, desc, dtype: torch.dtype, x: torch.Tensor) -> torch.Tensor:
@@ -56,7 +53,7 @@ def exactness(ctx, sec) -> None:
         f"unclamped outputs are compared. Verdict ok: max abs < {EXACT_TOLERANCE:g}."
     )
     t = sec.table(["family", "variant", "input HxW", "kind", "max abs", "max abs output", "verdict"])
-    with strict_fp32(ctx):
+    with strict_fp32():
         for variant in [v for v in EXACT_VARIANTS if v in ctx.args.variants]:
             if ctx.over_budget():
                 t.add("-", variant, "-", "-", "skipped: budget", "-", "-")
@@ -126,7 +123,7 @@ def _db(v: float) -> str:
 
 def make_host(ctx, warnings: list[str]):
     """The engine's host for this device: free memory from CUDA, output on the CPU, warnings collected."""
-    runner = importlib.import_module("srt.engine.runner")
+    runner = engine("runner")
     cpu = torch.device("cpu")
     return runner.Host(
         device=ctx.device,
@@ -140,7 +137,7 @@ def make_host(ctx, warnings: list[str]):
 
 def timed_upscale(ctx, desc, image, settings, host):
     """``upscale`` with wall time (synchronised) and peak device memory."""
-    runner = importlib.import_module("srt.engine.runner")
+    runner = engine("runner")
     ctx.free()
     ctx.reset_peak()
     start = time.perf_counter()
@@ -183,7 +180,7 @@ def memory_cap(ctx, desc, peak_bytes: int, base_bytes: int, auto_tile: int):
 
 
 def out_of_memory(ctx, sec) -> None:
-    runner = importlib.import_module("srt.engine.runner")
+    runner = engine("runner")
     # quick: the reduced ATD-light (64 px: the smallest frame whose automatic tile can still halve)
     name = "ATD_light_x4" if ctx.quick else TRAINED
     pair = ctx.pair(name)
@@ -235,6 +232,76 @@ def out_of_memory(ctx, sec) -> None:
         f"**Result: {verdict}**: capped run vs an uncapped run at the tile it backed off to: max abs "
         f"{diff:.2e} (tolerance {MATCH_TOLERANCE:g}); vs the uncapped automatic tile: PSNR {_db(vs_auto)} dB "
         "(only the tiling differs)."
+    )
+    if warnings:
+        sec.note("Engine warnings: " + "; ".join(f"`{w}`" for w in dict.fromkeys(warnings)))
+
+
+def oom_device_blend(ctx, sec) -> None:
+    """An out-of-memory error in a run whose frame is blended on the device (issue 18)."""
+    runner = engine("runner")
+    name = "ATD_light_x4" if ctx.quick else TRAINED
+    pair = ctx.pair(name)
+    size = 64 if ctx.quick else 512  # one automatic tile: the backed-off run tiles it as a 'tile=' run does
+    image = photo(size, size, 60, 80).permute(0, 2, 3, 1).contiguous()
+    settings = runner.Settings(tile=0, overlap=32, precision="auto")
+    warnings: list[str] = []
+    host = make_host(ctx, warnings)
+    limit = timed_upscale(ctx, pair.ours, image, settings, host)[0].report.tile[0] - 1
+
+    def refuse(_module, args):
+        if max(args[0].shape[-2:]) > limit:
+            raise torch.OutOfMemoryError(f"injected: tile {tuple(args[0].shape[-2:])} over {limit} px")
+
+    handle = pair.ours.model.register_forward_pre_hook(refuse)
+    try:
+        forced, s_forced, peak_forced = timed_upscale(ctx, pair.ours, image, settings, host)
+    finally:
+        handle.remove()
+    small = forced.report.tile[0]
+    same = runner.Settings(tile=small, overlap=settings.overlap, precision=settings.precision)
+    unforced, s_same, peak_same = timed_upscale(ctx, pair.ours, image, same, host)
+    t = sec.table(["run", "blended on", "tile", "dtype", "OOM back-offs", "tiles run", "seconds", "peak MiB"])
+    for label, res, s, peak in (
+        ("injected out of memory, auto tile", forced, s_forced, peak_forced),
+        (f"no error, tile {small}", unforced, s_same, peak_same),
+    ):
+        r = res.report
+        dtype = str(r.dtype).removeprefix("torch.")
+        t.add(
+            label,
+            r.blend_device,
+            f"{r.tile[1]}x{r.tile[0]}",
+            dtype,
+            r.oom_backoffs,
+            r.tiles_run,
+            f"{s:.2f}",
+            peak,
+        )
+    diff = (forced.image - unforced.image).abs().max().item()
+    blend = forced.report.blend_device
+    on_device = blend is not None and blend.type == ctx.device.type
+    if forced.report.oom_backoffs == 0:
+        verdict = "no out-of-memory error happened"
+    elif ctx.cuda and not on_device:
+        verdict = "NOT BLENDED ON THE DEVICE (too little free memory for the frame?)"
+    else:
+        verdict = "finished, matches" if diff <= MATCH_TOLERANCE else "finished, MISMATCH"
+    where = (
+        "on the GPU: the frame's blend weights live there when the error comes, and the sub-tiles' "
+        "weights must follow them"
+        if ctx.cuda
+        else "on the CPU, which is also the output device here; the blend-on-another-device path is "
+        "checked on the CPU by tests/test_engine_memory.py (a `meta` accumulator)"
+    )
+    sec.note(
+        f"{name}, {size}x{size} photo -> x{int(pair.ours.scale)}, `Settings(tile=0, overlap=32)`: one "
+        f"automatic tile of {limit + 1} px. A forward pre-hook raises `torch.OutOfMemoryError` for "
+        f"tiles over {limit} px (injected: deterministic, whatever the GPU's size); the frame is blended {where}."
+    )
+    sec.note(
+        f"**Result: {verdict}**: vs a run without the error at the tile it backed off to: max abs "
+        f"{diff:.2e} (tolerance {MATCH_TOLERANCE:g})."
     )
     if warnings:
         sec.note("Engine warnings: " + "; ".join(f"`{w}`" for w in dict.fromkeys(warnings)))

@@ -80,6 +80,7 @@ class Report:
     overlap: int = 0
     tiles_run: int = 0
     oom_backoffs: int = 0
+    blend_device: torch.device | None = None  # where the frames' tiles were blended
     nonfinite_tiles: int = 0
     fp32_from_tile: int = 0  # when a half run switched to fp32 for good: the first tile in fp32 (1-based)
     # torch.compile's cost in this run: per tile shape and dtype, the first compiled tile's time minus a

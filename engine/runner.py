@@ -88,6 +88,7 @@ def upscale(
             run.report.notes += [run_plan.note] if run_plan.note else []
             color = channels.color + (1 if channels.alpha_through_model and channels.alpha else 0)
             blend_device, free = _blend_device(host, color * h * scale * w * scale * 4)
+            run.report.blend_device = blend_device
             run.tile = _initial_tile(run, run_plan, free, (h, w))
             resized = (out_h, out_w) != (h * scale, w * scale)
             # blend straight into the output when it is float32 at the model's scale on the same device

@@ -17,6 +17,7 @@ TITLES = {
     "speed": "Speed per tile",
     "end_to_end": "End to end",
     "oom": "Out of memory for real",
+    "oom_device_blend": "Out of memory while blending on the device",
     "run": "Run",
 }
 VARIANTS = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
@@ -120,3 +121,16 @@ def test_out_of_memory_backs_off_and_matches(report):
     assert "simulated on CPU" in text  # honest about how the error came about
     capped = next(r for r in _rows(text) if r[0] == "capped, auto tile")
     assert int(capped[3]) >= 1
+
+
+def test_out_of_memory_while_blending_finishes_and_matches(report):
+    text = _section(report, TITLES["oom_device_blend"])
+    assert "**Result: finished, matches**" in text
+    rows = {r[0]: r for r in _rows(text)[2:]}
+    forced, clean = (
+        rows["injected out of memory, auto tile"],
+        next(r for k, r in rows.items() if k.startswith("no error")),
+    )
+    assert int(forced[4]) == 1 and int(clean[4]) == 0  # one back-off, and none without the error
+    assert forced[1] == clean[1] == "cpu"  # the CPU run blends on the CPU (on CUDA: the GPU)
+    assert forced[2] == clean[2] and forced[5] == clean[5]  # same tiles after the back-off
