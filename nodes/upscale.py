@@ -64,7 +64,8 @@ def summary(r, run_plan: Plan, seconds: float) -> str:
     dtype = str(r.dtype).removeprefix("torch.")
     backoffs = f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else ""
     if r.compile_seconds:
-        backoffs += f" (compiling took {r.compile_seconds:.1f} s of that)"
+        # the first compiled tile of each shape minus a steady one (engine/compiled.py)
+        backoffs += f" (torch.compile: about {r.compile_seconds:.1f} s of that)"
     if r.fp32_from_tile:
         dtype += f" (float32 from tile {r.fp32_from_tile}: NaN/inf in {dtype})"
     elif r.nonfinite_tiles:
