@@ -231,7 +231,7 @@ def test_model_info_route(host, monkeypatch):
     status, body = get({"name": ATD})
     assert status == 200 and body == {"ok": True, "text": load(host, ATD)[1]}
     status, body = get({"name": "nope.safetensors"})
-    assert status == 200 and not body["ok"] and "nope.safetensors" in body["text"]
+    assert status == 404 and not body["ok"] and "nope.safetensors" in body["text"]  # tests/test_routes.py
     assert get({})[0] == 400
 
 
