@@ -25,7 +25,7 @@ PACK_ALIAS = "srt"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _register_pack() -> None:
+def register_pack() -> None:
     """Make the checkout importable as :data:`PACK_ALIAS` (idempotent)."""
     if PACK_ALIAS not in sys.modules:
         pack = types.ModuleType(PACK_ALIAS)
@@ -37,7 +37,7 @@ def _register_pack() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
     if "." not in __name__:  # loaded as the top-level ``cli`` (python -m cli)
-        _register_pack()
+        register_pack()
         app = importlib.import_module(f"{PACK_ALIAS}.cli.app")
     else:
         from . import app

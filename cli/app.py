@@ -68,7 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Upscale PNG/JPEG/WebP images (files or folders) to PNG; alpha and 16-bit depth are kept. "
             f"Output names: {NAMING_RULE}. An output is never written over an input, and an existing "
             "one only with --overwrite; each PNG appears complete or not at all (written to a temporary "
-            "file, then renamed). An image that fails is reported on one line and the others still run."
+            "file, then renamed). An image that fails is reported on one line and the others still run. "
+            "Running the same command again on the same output folder resumes: images already written "
+            "are skipped (the folder's .srt_upscale_job.json records the model and settings)."
         ),
         epilog=EXIT_CODES,
     )
@@ -83,7 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace output files that exist (never an input); without it an existing output is an error",
+        help="replace output files that exist (never an input); without it an existing output is an error, "
+        "unless the folder holds this same job (then it is resumed)",
     )
     up.add_argument(
         "--scale",
@@ -107,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="auto", help="compute precision (default auto)"
     )
     up.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if available, else CPU")
+    scale_out = up.add_argument_group("several devices or machines")
+    scale_out.add_argument(
+        "--devices",
+        metavar="LIST",
+        help="one worker process per device, images from one shared queue: all (every CUDA device), "
+        "CUDA indices like 0,1, or cpu,cpu (CPU workers)",
+    )
+    scale_out.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run on a Ray cluster with Ray Data (ADDRESS, or auto for the one started with ray start here); "
+        "without ADDRESS a local Ray is started. Needs pip install -r requirements-ray.txt",
+    )
+    scale_out.add_argument(
+        "--concurrency",
+        type=_size,
+        default=0,
+        metavar="N",
+        help="with --ray: model actors (default: one per GPU of the cluster, 1 without GPUs)",
+    )
     up.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary lines, errors only"
     )

@@ -57,3 +57,52 @@ class TileProgress:
             self.stream.write("\n")
             self.stream.flush()
             self.drawn = False
+
+
+class JobProgress:
+    """One bar for a whole job of many images (several workers): images done, images/s, time left.
+
+    Args:
+        stream: where to draw (stderr).
+        total: images to do.
+        enabled: draw at all (a terminal, not ``--quiet``).
+        now: the clock (tests pass their own).
+    """
+
+    def __init__(self, stream: TextIO, total: int, enabled: bool, now=time.monotonic) -> None:
+        self.stream, self.total, self.enabled, self.now = stream, total, enabled, now
+        self.start, self.done, self.drawn = now(), 0, False
+
+    def line(self) -> str:
+        """``[#####-----] 30/100 images  30%  1.9 images/s  0:16, ETA 0:37``."""
+        total = max(self.total, self.done, 1)
+        elapsed = self.now() - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        eta = clock((total - self.done) / rate) if rate else "?"
+        bar = "#" * (BAR_WIDTH * self.done // total) + "-" * (BAR_WIDTH - BAR_WIDTH * self.done // total)
+        return (
+            f"[{bar}] {self.done}/{total} images {100 * self.done // total:3d}%  {rate:.2f} images/s  "
+            f"{clock(elapsed)}, ETA {eta}"
+        )
+
+    def advance(self) -> None:
+        """One more image finished (written or failed): redraw."""
+        self.done += 1
+        if self.enabled:
+            self.stream.write("\r" + self.line() + "\033[K")
+            self.stream.flush()
+            self.drawn = True
+
+    def clear(self) -> None:
+        """Erase the bar so that a message can be printed on its line (it is drawn again below)."""
+        if self.drawn:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+            self.drawn = False
+
+    def finish(self) -> None:
+        """Leave the final bar on its own line."""
+        if self.enabled:
+            self.stream.write("\r" + self.line() + "\033[K\n")
+            self.stream.flush()
+            self.drawn = False

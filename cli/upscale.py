@@ -12,164 +12,90 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
+from collections.abc import Iterator
 from typing import TextIO
 
-import torch
-
-from ..engine.channels import ChannelError
 from ..engine.host import Settings
-from ..engine.memory import looks_like_oom
-from ..engine.plan import plan
-from ..engine.runner import NonFiniteOutputError, upscale
-from .device import choose_device, make_host
-from .errors import PARTIAL, CliError, first_line
-from .images import read_image
+from . import pool, ray_run
+from .device import choose_device
+from .errors import PARTIAL, CliError
 from .models import DEFAULT_SCALE, default_model, find_model, load
-from .outputs import Job, check_targets, exists_error, plan_outputs, save_png
-from .progress import TileProgress
+from .outputs import Job, check_targets, plan_outputs
+from .pool import parse_devices
+from .progress import JobProgress
+from .resume import job_record, plan_resume, write_record
+from .upscaler import Outcome, RunSpec, attempt
 
 
-def _run_error(e: Exception, source: str) -> CliError:
-    """A failure of the model on one image as a :class:`CliError` naming the image."""
-    if looks_like_oom(e):
-        return CliError(
-            "out of memory even with the smallest tile",
-            source,
-            "close other programs, or use a smaller model",
-            PARTIAL,
-        )
-    if isinstance(e, NonFiniteOutputError):
-        return CliError("the model produced NaN/inf", source, first_line(e), PARTIAL)
-    if isinstance(e, (ChannelError, RuntimeError)):
-        return CliError("the model cannot process this image", source, first_line(e))
-    return CliError(
-        "the model cannot process this image",
-        source,
-        f"{type(e).__name__}: {first_line(e)}; run again with --debug for the traceback and report it",
-        PARTIAL,
-    )
+def _in_this_process(spec: RunSpec, desc, device, jobs: list[Job], out, err) -> Iterator[Outcome]:
+    upscaler = spec.upscaler(desc, device, out, err)
+    for job in jobs:
+        yield attempt(upscaler, job, err, spec.debug)
 
 
-def _image_error(e: Exception, source: str) -> CliError:
-    """An unexpected failure around one image (a bug) as one line naming the image."""
-    return CliError(
-        f"unexpected {type(e).__name__}",
-        source,
-        f"{first_line(e)}; run again with --debug for the traceback and report it",
-        PARTIAL,
-    )
-
-
-class Upscaler:
-    """Upscales images with one model and one set of settings, reporting to ``out``/``err``."""
-
-    def __init__(
-        self,
-        desc,
-        model_name: str,
-        settings: Settings,
-        device: torch.device,
-        out: TextIO,
-        err: TextIO,
-        quiet: bool,
-        overwrite: bool = False,
-    ):
-        self.desc, self.model_name, self.settings, self.device = desc, model_name, settings, device
-        self.out: TextIO = out
-        self.err: TextIO = err
-        self.quiet = quiet
-        self.overwrite = overwrite
-        self.show_progress = not quiet and err.isatty()
-
-    def run(self, job: Job) -> None:
-        """Upscale one image and write it; :class:`CliError` naming the image if it fails."""
-        picture = read_image(job.source)
-        image = picture.pixels[None]
-        name = os.path.basename(job.source)
-        bar = TileProgress(self.err, name, self.show_progress)
-
-        def warn(message: str) -> None:
-            bar.close()
-            print(f"warning: {message} ({job.source})", file=self.err)
-
-        for note in picture.notes:
-            warn(note)
-        try:
-            run_plan = plan(self.desc, image.shape, self.settings, self.device)
-            if self.show_progress:
-                print(f"{name}: {run_plan.describe()}", file=self.err)
-            start = time.perf_counter()
-            result = upscale(
-                self.desc, image, self.settings, make_host(self.device, bar, warn), run_plan=run_plan
-            )
-            seconds = time.perf_counter() - start
-        except Exception as e:  # ValueError, TypeError, ... too: the other images still run
-            raise _run_error(e, job.source) from e
-        finally:
-            bar.close()
-        try:
-            save_png(job.target, result.image[0], picture.bits, overwrite=self.overwrite)
-        except FileExistsError as e:  # appeared while this image ran
-            raise exists_error([job.target]) from e
-        except OSError as e:
-            raise CliError("cannot write the output", job.target, f"{first_line(e)}; check the folder") from e
-        if not self.quiet:
-            print(self.summary(job, picture, result, seconds), file=self.out)
-
-    def summary(self, job: Job, picture, result, seconds: float) -> str:
-        """One line: files, sizes, model, dtype, tiles, seconds."""
-        (h, w), (out_h, out_w), report = picture.pixels.shape[:2], result.image.shape[1:3], result.report
-        dtype = str(report.dtype).removeprefix("torch.")
-        extras = []
-        if report.fp32_from_tile:
-            extras.append(f"float32 from tile {report.fp32_from_tile}")
-        elif report.nonfinite_tiles:
-            extras.append(f"{report.nonfinite_tiles} tiles redone in float32")
-        if report.oom_backoffs:
-            extras.append(f"{report.oom_backoffs} out-of-memory back-offs")
-        extra = f" ({'; '.join(extras)})" if extras else ""
-        return (
-            f"{job.source} -> {job.target}: {w}x{h} -> {out_w}x{out_h} {picture.kind}; {self.model_name}, "
-            f"{dtype}, {report.tiles_run} tile{'s' if report.tiles_run != 1 else ''} of {report.tile[1]}x{report.tile[0]} "
-            f"(overlap {report.overlap}), {seconds:.2f} s{extra}"
-        )
+def _pixel_settings(settings: Settings) -> dict:
+    """The settings that change an output's pixels (kept in the job record for resuming)."""
+    return {
+        "precision": settings.precision,
+        "tile": settings.tile,
+        "overlap": settings.overlap,
+        "output_scale": settings.output_scale,
+    }
 
 
 def run(args, out: TextIO, err: TextIO) -> int:
     """The ``upscale`` command; returns the exit code."""
-    device = choose_device(args.device)
+    if args.devices and args.ray is not None:
+        raise CliError("--devices and --ray exclude each other", "--devices/--ray", "choose one")
+    devices = parse_devices(args.devices) if args.devices else None
+    device = choose_device(args.device) if devices is None and args.ray is None else None
     model_path = find_model(args.model) if args.model else default_model(args.scale or DEFAULT_SCALE)
     jobs = plan_outputs(args.inputs, args.output)
-    check_targets([job.source for job in jobs], [job.target for job in jobs], args.overwrite)
+    check_targets([job.source for job in jobs], [job.target for job in jobs], overwrite=True)
     desc = load(model_path)
     resize = args.scale if args.model and args.scale and args.scale != desc.scale else 0
     settings = Settings(tile=args.tile, overlap=args.overlap, precision=args.precision, output_scale=resize)
+    folder = None if len(jobs) == 1 and jobs[0].target == args.output else args.output
+    record = job_record(model_path, _pixel_settings(settings))
+    resume = plan_resume(jobs, folder, record, args.overwrite)
     if resize and not args.quiet:
         print(
             f"note: {os.path.basename(model_path)} is a x{desc.scale} model: its output is resized to x{resize}",
             file=err,
         )
-    upscaler = Upscaler(
-        desc, os.path.basename(model_path), settings, device, out, err, args.quiet, args.overwrite
-    )
-    start, failures = time.perf_counter(), []
-    for job in jobs:
-        try:
-            upscaler.run(job)
-        except Exception as e:  # one image's failure, whatever it is, never stops the others
-            error = e if isinstance(e, CliError) else _image_error(e, job.source)
-            if args.debug:
-                traceback.print_exception(e, file=err)
-            print(f"error: {error}", file=err)
-            failures.append(error)
-    written = len(jobs) - len(failures)
-    if len(jobs) > 1 and not args.quiet:
+    if resume.done and not args.quiet:
+        print(f"resuming: {resume.done} of {len(jobs)} images are already in {folder}", file=err)
+    if folder:
+        write_record(folder, record)
+    spec = RunSpec(model_path, settings, args.overwrite or resume.replace, args.quiet, args.debug)
+    start, failures, pending = time.perf_counter(), [], resume.pending
+    if args.ray is not None:
+        outcomes = ray_run.run(spec, pending, args.ray, args.concurrency, args.device, err)
+    elif devices is not None:
+        outcomes = pool.run(spec, pending, devices, err)
+    else:
+        outcomes = _in_this_process(spec, desc, device, pending, out, err)
+    bar = JobProgress(err, len(pending), enabled=not args.quiet and err.isatty() and devices is not None)
+    for outcome in outcomes:
+        bar.clear()
+        if outcome.error is not None:
+            print(f"error: {outcome.error}", file=err)
+            failures.append(outcome.error)
+        elif not args.quiet:
+            print(outcome.line, file=out)
+        bar.advance()
+    bar.finish()
+    written = len(pending) - len(failures)
+    if len(jobs) > 1 and not args.quiet and not pending:
+        print(f"nothing to do: all {len(jobs)} images are already in {args.output}", file=out)
+    elif len(jobs) > 1 and not args.quiet:
         failed = f"; {len(failures)} failed" if failures else ""
+        kept = f"; {resume.done} were already there" if resume.done else ""
         print(
-            f"{written} of {len(jobs)} images written to {args.output} in {time.perf_counter() - start:.1f} s{failed}",
+            f"{written} of {len(pending)} images written to {args.output} in "
+            f"{time.perf_counter() - start:.1f} s{failed}{kept}",
             file=out,
         )
     if not failures:
         return 0
-    return PARTIAL if written else max(e.code for e in failures)
+    return PARTIAL if written or resume.done else max(e.code for e in failures)

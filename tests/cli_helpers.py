@@ -3,6 +3,7 @@ in-process run."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from srt.cli import main
+from srt.cli.resume import RECORD_NAME
 
 
 def compact_checkpoint(folder: pathlib.Path) -> str:
@@ -43,3 +45,8 @@ def one_error_line(err: str, name: str) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and name in lines[0], err
     assert "Traceback" not in err
+
+
+def folder_files(folder) -> list[str]:
+    """The files in an output folder, sorted, without the job record a folder run keeps there."""
+    return sorted(name for name in os.listdir(folder) if name != RECORD_NAME)

@@ -7,11 +7,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from cli_helpers import compact_checkpoint, one_error_line, rgb, run_cli
+from cli_helpers import compact_checkpoint, folder_files, one_error_line, rgb, run_cli
 from PIL import Image
 
-from srt.cli import upscale as cli_upscale
+from srt.cli import upscaler as cli_upscale
 from srt.cli.outputs import output_names, plan_outputs
+from srt.cli.resume import RECORD_NAME
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +21,8 @@ def compact(tmp_path_factory) -> str:
 
 
 def _files(folder) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder))}
+    """Every file in ``folder`` (temporary ones too) but the job record of a folder run."""
+    return {name: (folder / name).read_bytes() for name in sorted(os.listdir(folder)) if name != RECORD_NAME}
 
 
 def test_naming_rule_is_a_function_of_the_inputs_alone(tmp_path):
@@ -46,7 +48,7 @@ def test_three_inputs_of_one_name_all_survive(compact, tmp_path, capsys):
     inputs = [tmp_path / folder for folder in sizes]
     code, _, err = run_cli(capsys, "upscale", *inputs, "-o", tmp_path / "out", "--model", compact)
     assert code == 0, err
-    written = {name: Image.open(tmp_path / "out" / name).size for name in os.listdir(tmp_path / "out")}
+    written = {name: Image.open(tmp_path / "out" / name).size for name in folder_files(tmp_path / "out")}
     assert written == {"x.png": (24, 20), "x_2.png": (24, 28), "x_3.png": (32, 24)}
 
 
@@ -81,7 +83,7 @@ def test_existing_outputs_need_overwrite(compact, tmp_path, capsys):
     assert _files(out) == {"b.png": b"an earlier result"}  # not touched, and a.png not written either
     code, _, err = run_cli(capsys, "upscale", src, "-o", out, "--model", compact, "--overwrite")
     assert code == 0, err
-    assert {name: Image.open(out / name).size for name in os.listdir(out)} == {
+    assert {name: Image.open(out / name).size for name in folder_files(out)} == {
         "a.png": (48, 40),
         "b.png": (48, 40),
     }
@@ -159,5 +161,5 @@ def test_one_bad_image_does_not_stop_a_folder(compact, tmp_path, capsys, monkeyp
         strict=True,
     ):
         assert name in line and reason in line, line
-    assert os.listdir(tmp_path / "out") == ["d_good.png"]
+    assert folder_files(tmp_path / "out") == ["d_good.png"]
     assert "1 of 4 images written" in stdout and "3 failed" in stdout
