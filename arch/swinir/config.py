@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig, exact_ratio
-from ..common.metadata import meta_bool, meta_choice, meta_float, meta_int
+from ..common.metadata import given, meta_bool, meta_choice, meta_float, meta_int, shown
 from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
@@ -171,9 +171,9 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRCon
             "this SwinIR checkpoint uses an absolute position embedding (ape=True), which ties it to "
             "its training size; no released SwinIR uses it and it is not supported."
         )
-    if meta.get("qk_scale") is not None:
+    if given(meta, "qk_scale"):
         raise ConfigError(
-            f"SwinIR metadata sets qk_scale={meta['qk_scale']!r}; only the default scale is supported."
+            f"SwinIR metadata sets qk_scale={shown(meta['qk_scale'])}; only the default scale is supported."
         )
     first = conv_first_prefix(sd)
     embed_dim, in_chans, unshuffle = _channels(sd, first)
