@@ -4,7 +4,9 @@
     python -m benchmarks.bench_models --variants DRCT_x4 ATD_x4 --size 128 --repeats 3
     python -m benchmarks.bench_models --device cuda --dtype bf16 --size 512
 
-Weights come from ``../shared/oracle`` (deterministic recipe of the official configs). Ours and
+Weights come from ``../shared/oracle`` (deterministic recipe of the official configs) for RGT,
+DRCT and ATD, and from ``tests/<family>_variants.py`` (spandrel's modules of the official configs
+with the official initialisation) for DAT, SwinIR and HAT. Ours and
 spandrel run alternately, best of ``--repeats``. Prints a table (forward seconds, speed-up, max abs difference, peak CUDA memory) and writes a CSV under
 ``benchmarks/results/``. spandrel crashes in bf16/fp16 for some families; that shows as "error".
 Run from the repository root.
@@ -20,7 +22,39 @@ import torch
 from .common import REPO, import_pack, print_table, time_call
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_VARIANTS = ["RGT_S_x4", "RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]
+DEFAULT_VARIANTS = [
+    "RGT_S_x4",
+    "RGT_x4",
+    "DRCT_x4",
+    "ATD_x4",
+    "ATD_light_x4",
+    "DAT_x4",
+    "DAT_S_x4",
+    "DAT_2_x4",
+    "DAT_light_x4",
+    "SwinIR_M_x4",
+    "SwinIR_S_x4",
+    "SwinIR_L_real_x4",
+    "HAT_S_x4",
+    "HAT_x4",
+    "HAT_L_x4",
+]
+# Families without oracle goldens: the official configs built by spandrel with the official
+# initialisation (tests/<family>_variants.py, the weights their tests use).
+FAMILY_VARIANTS = ("dat_variants", "swinir_variants", "hat_variants")
+
+
+def state_dict_for(variant: str, oracle) -> dict:
+    """The weights of ``variant``: the oracle's recipe, else a family's ``tests/<family>_variants.py``."""
+    if variant in oracle.list_variants():
+        return oracle.make_state_dict(variant)
+    import importlib
+
+    for name in FAMILY_VARIANTS:
+        module = importlib.import_module(f"srt.tests.{name}")
+        if variant in module.VARIANTS:
+            return module.make_state_dict(variant)
+    raise SystemExit(f"unknown variant {variant!r}: see the oracle's list_variants() and tests/*_variants.py")
 
 
 def _peak_mib(device: torch.device) -> float:
@@ -54,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     x = photo_crop("astronaut", 100, 150, args.size, args.size).to(device, dtype)
     rows = []
     for variant in args.variants:
-        sd = oracle.make_state_dict(variant)
+        sd = state_dict_for(variant, oracle)
         ours = arch.load_state_dict(dict(sd)).model.eval().to(device, dtype)
         ref = spandrel_reference(sd).to(device, dtype)
         row = {"variant": variant, "size": args.size, "dtype": args.dtype, "device": args.device}

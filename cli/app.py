@@ -110,6 +110,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--precision", choices=PRECISIONS, default="auto", help="compute precision (default auto)"
     )
     up.add_argument("--device", choices=DEVICES, default="auto", help="auto: CUDA if available, else CPU")
+    up.add_argument(
+        "--threads",
+        type=_size,
+        default=0,
+        metavar="N",
+        help="CPU threads of torch in each process (0 = default: all cores, shared among CPU workers); "
+        "CPU outputs are bit-identical only between runs with the same number",
+    )
     scale_out = up.add_argument_group("several devices or machines")
     scale_out.add_argument(
         "--devices",

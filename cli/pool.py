@@ -180,7 +180,7 @@ def run(spec: RunSpec, jobs: list[Job], devices: list[str], err) -> Iterator[Out
         tasks.put((index, job.source, job.target))
     for _ in devices:
         tasks.put(None)
-    threads = max(1, (os.cpu_count() or 1) // len(devices))
+    threads = spec.threads or max(1, (os.cpu_count() or 1) // len(devices))
     plain = {**dataclasses.asdict(spec), "settings": dataclasses.asdict(spec.settings)}
     processes = [
         _start(ctx, rank, device, plain, threads, tasks, results) for rank, device in enumerate(devices)

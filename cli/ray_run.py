@@ -93,8 +93,7 @@ class UpscaleActor:
         from ..engine.host import Settings
         from .models import load
 
-        if isinstance(model_bytes, ray.ObjectRef):
-            model_bytes = ray.get(model_bytes)
+        model_bytes = ray.get(model_bytes[0])  # a reference in a list: fetched here, not passed by value
         self.folder = tempfile.mkdtemp(prefix="srt-ray-model-")
         path = os.path.join(self.folder, model_name)  # the file's own name: the loader reads its extension
         with open(path, "wb") as f:
@@ -208,10 +207,9 @@ def run(
 
 
 def _pipeline(ray, spec: RunSpec, jobs: list[Job], concurrency: int, device: str, err) -> Iterator[Outcome]:
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = False  # the command draws its own
     if not spec.debug:
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        logging.getLogger("ray.data").setLevel(logging.ERROR)
+    ray.data.DataContext.get_current().enable_progress_bars = False  # the command draws its own
     gpus = int(ray.cluster_resources().get("GPU", 0)) if device != "cpu" else 0
     actors = concurrency or max(1, gpus)
     cpus = max(1.0, ray.cluster_resources().get("CPU", 1.0))
@@ -225,6 +223,7 @@ def _pipeline(ray, spec: RunSpec, jobs: list[Job], concurrency: int, device: str
         "overwrite": spec.overwrite,
         "quiet": True,
         "debug": spec.debug,
+        "threads": spec.threads,
     }
     rows = ray.data.from_items(
         [{"index": i, "source": job.source, "target": job.target} for i, job in enumerate(jobs)],
@@ -237,9 +236,9 @@ def _pipeline(ray, spec: RunSpec, jobs: list[Job], concurrency: int, device: str
         fn_constructor_kwargs={
             "spec": plain,
             "model_name": spec.model_name,
-            "model_bytes": model,
+            "model_bytes": [model],
             "device": "cuda" if gpus else "cpu",
-            "threads": max(1, int(cpus) // actors),
+            "threads": spec.threads or max(1, int(cpus) // actors),
         },
         num_gpus=1 if gpus else 0,
         num_cpus=1 if gpus else max(0.5, min(1.0, (cpus - 1) / actors)),

@@ -15,6 +15,8 @@ import time
 from collections.abc import Iterator
 from typing import TextIO
 
+import torch
+
 from ..engine.host import Settings
 from . import pool, ray_run
 from .device import choose_device
@@ -29,8 +31,14 @@ from .upscaler import Outcome, RunSpec, attempt
 
 def _in_this_process(spec: RunSpec, desc, device, jobs: list[Job], out, err) -> Iterator[Outcome]:
     upscaler = spec.upscaler(desc, device, out, err)
-    for job in jobs:
-        yield attempt(upscaler, job, err, spec.debug)
+    threads = torch.get_num_threads()
+    if spec.threads:
+        torch.set_num_threads(spec.threads)
+    try:
+        for job in jobs:
+            yield attempt(upscaler, job, err, spec.debug)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _pixel_settings(settings: Settings) -> dict:
@@ -67,7 +75,9 @@ def run(args, out: TextIO, err: TextIO) -> int:
         print(f"resuming: {resume.done} of {len(jobs)} images are already in {folder}", file=err)
     if folder:
         write_record(folder, record)
-    spec = RunSpec(model_path, settings, args.overwrite or resume.replace, args.quiet, args.debug)
+    spec = RunSpec(
+        model_path, settings, args.overwrite or resume.replace, args.quiet, args.debug, args.threads
+    )
     start, failures, pending = time.perf_counter(), [], resume.pending
     if args.ray is not None:
         outcomes = ray_run.run(spec, pending, args.ray, args.concurrency, args.device, err)

@@ -163,6 +163,7 @@ class RunSpec:
     overwrite: bool
     quiet: bool
     debug: bool = False
+    threads: int = 0  # torch CPU threads of each process (0: torch's default, or cores / CPU workers)
 
     @property
     def model_name(self) -> str:

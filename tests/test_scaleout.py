@@ -43,8 +43,13 @@ def _contents(folder) -> dict[str, bytes]:
     return {name: (folder / name).read_bytes() for name in folder_files(folder)}
 
 
+# CPU kernels split sums by thread, so fp32 results (and rarely an 8-bit value) depend on the thread
+# count: every run here uses one thread per process, as a user wanting identical files would.
+ONE_THREAD = ("--threads", "1")
+
+
 def _one_process(capsys, compact, photos, out) -> dict[str, bytes]:
-    code, _, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact)
+    code, _, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact, *ONE_THREAD)
     assert code == 1 and "broken.png" in err  # the corrupt file is reported, the others written
     return _contents(out)
 
@@ -74,7 +79,7 @@ def test_ray_with_cpu_actors_writes_what_one_process_writes(compact, photos, tmp
     reference = _one_process(capsys, compact, photos, tmp_path / "one")
     out = tmp_path / "ray"
     code, stdout, err = run_cli(
-        capsys, "upscale", photos, "-o", out, "--model", compact, "--ray", "--concurrency", "2"
+        capsys, "upscale", photos, "-o", out, "--model", compact, "--ray", "--concurrency", "2", *ONE_THREAD
     )
     _check_same_run(code, stdout, err, out, reference)
 
@@ -88,7 +93,7 @@ def test_a_rerun_skips_what_is_written_and_redoes_what_is_not(compact, photos, t
     assert not is_complete_png(str(out / "c.png")) and is_complete_png(str(out / "a.png"))
     before = {name: os.stat(out / name).st_mtime_ns for name in ("a.png", "d.png", "e.png")}
     time.sleep(0.01)
-    code, stdout, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact)
+    code, stdout, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact, *ONE_THREAD)
     assert code == 1 and "broken.png" in err  # the corrupt input is tried again, and fails again
     assert "resuming: 3 of 6 images are already in" in err
     assert "2 of 3 images written" in stdout and "3 were already there" in stdout, stdout
@@ -100,7 +105,9 @@ def test_a_folder_of_another_job_is_not_resumed(compact, photos, tmp_path, capsy
     out = tmp_path / "out"
     _one_process(capsys, compact, photos, out)
     record = (out / RECORD_NAME).read_bytes()
-    code, _, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact, "--overlap", "8")
+    code, _, err = run_cli(
+        capsys, "upscale", photos, "-o", out, "--model", compact, "--overlap", "8", *ONE_THREAD
+    )
     assert code == 2 and "another job" in err and "--overwrite" in err
     assert (out / RECORD_NAME).read_bytes() == record  # nothing touched
 
@@ -111,7 +118,7 @@ def test_stopping_the_workers_leaves_no_partial_file(compact, photos, tmp_path):
     jobs = [Job(str(photos / name), str(out / f"{i}.png")) for i, name in enumerate(sorted(IMAGES) * 4)]
     leftover = out / ".3.png.killed.part"  # what a killed worker's write leaves behind
     leftover.write_bytes(b"half")
-    spec = RunSpec(compact, Settings(), overwrite=False, quiet=True)
+    spec = RunSpec(compact, Settings(), overwrite=False, quiet=True, threads=1)
     outcomes = pool.run(spec, jobs, ["cpu", "cpu"], err=open(os.devnull, "w"))
     first = next(outcomes)
     assert first.error is None, first.error
