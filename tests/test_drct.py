@@ -199,16 +199,17 @@ def test_shifted_regions_tile_the_grid():
 
 
 def test_geometry_cached_per_device_and_dtype(oracle):
-    """Masks and biases are built once per (device, dtype) in the compute dtype, whatever the size."""
+    """Masks and biases are built once per (device, dtype) in the compute dtype, whatever the size;
+    the shifted windows' token order once per padded size."""
     model = DRCT(DRCTConfig(embed_dim=24, num_heads=(4,), window_size=4, gc=8, scale=2)).eval()
     model.load_state_dict(with_recipe_weights(model, oracle))
-    for hw in [(8, 8), (12, 20), (7, 5)]:
+    for hw in [(8, 8), (12, 20), (7, 5)]:  # (7, 5) is padded to (8, 8)
         run(model, torch.rand(1, 3, *hw))
-    assert len(model.geometry_cache) == 2
+    assert len(model.geometry_cache) == 2 + 2
     run(model.to(torch.bfloat16), torch.rand(1, 3, 8, 12, dtype=torch.bfloat16))
-    assert len(model.geometry_cache) == 2, "converting the model empties the cache; bf16 entries built"
+    assert len(model.geometry_cache) == 2 + 1, "converting the model empties the cache; bf16 entries built"
     biases, masks = model.window_biases(torch.zeros(1, 24, 8, 8, dtype=torch.bfloat16))
-    assert len(model.geometry_cache) == 2
+    assert len(model.geometry_cache) == 3
     assert masks.dtype == biases[0][0].dtype == torch.bfloat16
     # a copy starts empty, and loading weights empties the cache (biases derive from weights)
     assert len(copy.deepcopy(model).geometry_cache) == 0

@@ -28,6 +28,8 @@ from spandrel.architectures.SwinIR import SwinIR as ReferenceSwinIR
 from swinir_variants import OFFICIAL, VARIANTS, official_initialisation_, spandrel_module, to_release_layout
 
 from srt.arch import OUR_ARCHITECTURES, REGISTRY, load_model, load_state_dict
+from srt.arch.common.swin import shifted_windows
+from srt.arch.common.windows import window_kind, window_partition
 from srt.arch.errors import ConfigError
 from srt.arch.swinir import SwinIR, SwinIRArch, SwinIRConfig, read_config
 
@@ -323,17 +325,35 @@ def test_shift_masks_equal_saved_official_masks():
 
 
 def test_geometry_cached_per_device_and_dtype(oracle):
+    """Position biases and shift masks once per (device, dtype) whatever the size; the shifted
+    windows' token order once per padded size."""
     model = SwinIR(SwinIRConfig(embed_dim=12, depths=(2,), num_heads=(2,), window_size=4, scale=2)).eval()
     model.load_state_dict(with_recipe_weights(model, oracle))
-    for hw in [(8, 8), (12, 20), (7, 5)]:
+    for hw in [(8, 8), (12, 20), (7, 5)]:  # (7, 5) is padded to (8, 8)
         run(model, torch.rand(1, 3, *hw))
-    assert len(model.geometry_cache) == 2  # position biases and shift masks, whatever the size
+    assert len(model.geometry_cache) == 2 + 2
     run(model.to(torch.bfloat16), torch.rand(1, 3, 8, 12, dtype=torch.bfloat16))
+    assert len(model.geometry_cache) == 2 + 1, "converting the model empties the cache"
     biases, masks = model.window_biases(torch.zeros(1, 12, 8, 8, dtype=torch.bfloat16))
-    assert len(model.geometry_cache) == 2 and masks.dtype == biases[0][0].dtype == torch.bfloat16
+    assert len(model.geometry_cache) == 3 and masks.dtype == biases[0][0].dtype == torch.bfloat16
     assert len(copy.deepcopy(model).geometry_cache) == 0
     model.load_state_dict(model.state_dict())
     assert len(model.geometry_cache) == 0
+
+
+def test_shifted_window_order_matches_roll_and_partition():
+    """One gather gives the shifted grid's windows grouped by mask kind; the scatter undoes it."""
+    for h, w, ws in [(8, 8, 4), (16, 24, 8), (14, 7, 7)]:
+        order = shifted_windows(h, w, ws, torch.device("cpu"))
+        grid = torch.arange(h * w).view(1, h, w, 1)
+        windows = window_partition(torch.roll(grid, shifts=(-(ws // 2),) * 2, dims=(1, 2)), ws, ws)
+        kinds = [window_kind(r, c, h // ws, w // ws) for r in range(h // ws) for c in range(w // ws)]
+        expected = torch.cat(
+            [windows[i].flatten() for k in range(4) for i, kind in enumerate(kinds) if kind == k]
+        )
+        assert torch.equal(order.gather, expected)
+        assert order.counts == tuple(kinds.count(k) for k in range(4))
+        assert torch.equal(order.gather[order.scatter], torch.arange(h * w))
 
 
 # ---- half precision ------------------------------------------------------------------------------------

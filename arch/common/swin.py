@@ -14,6 +14,8 @@ weights' dtype, their sums stay in the stream's dtype.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from einops import rearrange
 from torch import Tensor, nn
@@ -21,7 +23,39 @@ from torch import Tensor, nn
 from .linear import Linear, linear
 from .position import lookup_position_bias
 from .stream import norm_to
-from .windows import shifted_regions, window_partition, window_reverse, windowed_attention
+from .windows import window_partition, window_reverse, windowed_attention
+
+
+@dataclass(frozen=True)
+class ShiftedWindows:
+    """Where the windows of a cyclically shifted ``H x W`` token grid are (Swin's shifted windows).
+
+    Attributes:
+        gather: ``(H * W,)`` flat token indices: the tokens of each shifted window in raster
+            order, windows of mask kind 0 first, then kinds 1, 2, 3 (:func:`~.windows.window_kind`).
+        scatter: the inverse permutation (window order back to the grid).
+        counts: windows of each kind.
+    """
+
+    gather: Tensor
+    scatter: Tensor
+    counts: tuple[int, int, int, int]
+
+
+def shifted_windows(h: int, w: int, window: int, device: torch.device) -> ShiftedWindows:
+    """The :class:`ShiftedWindows` of an ``h x w`` grid (multiples of ``window``) shifted by half a window."""
+    shift = window // 2
+    grid = torch.arange(h * w, device=device).view(1, h, w, 1)
+    windows = window_partition(torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2)), window, window)
+    rows = torch.arange(h // window, device=device)[:, None] == h // window - 1
+    cols = torch.arange(w // window, device=device)[None, :] == w // window - 1
+    kinds = (2 * rows + cols).flatten()  # window_kind of each window, raster order
+    by_kind = torch.argsort(kinds, stable=True)
+    gather = windows.squeeze(-1)[by_kind].flatten()
+    scatter = torch.empty_like(gather)
+    scatter[gather] = torch.arange(gather.numel(), device=device)
+    counts = torch.bincount(kinds, minlength=4).tolist()
+    return ShiftedWindows(gather, scatter, tuple(counts))
 
 
 class Mlp(nn.Module):
@@ -100,32 +134,43 @@ class SwinLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_hidden)
 
-    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None = None
+    ) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
         pos_bias: ``(heads, N, N)`` relative-position bias of this layer.
         shift_masks: ``(4, 1, N, N)`` masks of the four shifted-window kinds (unused unshifted).
+        order: the shifted grid's window order for this ``H x W`` (:func:`shifted_windows`,
+            cached by the model); built here when not given. Unused unshifted.
         """
         compute = self.attn.qkv.weight.dtype
         # branches run in the weights' dtype on normalised inputs; sums stay in the stream's dtype
-        x = x + self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks)
+        x = x + self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks, order)
         return x + self.mlp(norm_to(self.norm2, x, compute))
 
-    def _attend(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
-        ws, s = self.window, self.shift
-        _, h, w, _ = x.shape
-        if not s:
+    def _attend(
+        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None
+    ) -> Tensor:
+        ws = self.window
+        b, h, w, c = x.shape
+        if not self.shift:
             # plain windows: one bias for all of them
             qkv = self.attn.qkv(window_partition(x, ws, ws))
             out = self.attn.attend(qkv, pos_bias.unsqueeze(0))
             return self.attn.proj(window_reverse(out, ws, ws, h, w))
-        # shift the grid; project it whole, attend region by region (each region has one mask
-        # kind), then shift back and project the output whole (projections are per token)
-        qkv = self.attn.qkv(torch.roll(x, shifts=(-s, -s), dims=(1, 2)))
-        out = qkv.new_empty(*x.shape[:3], qkv.shape[-1] // 3)
-        for rows, cols, kind in shifted_regions(h, w, ws):
-            part = qkv[:, rows, cols]
-            bias = (pos_bias + shift_masks[kind]).unsqueeze(0)
-            attended = self.attn.attend(window_partition(part, ws, ws), bias)
-            out[:, rows, cols] = window_reverse(attended, ws, ws, part.shape[1], part.shape[2])
-        return self.attn.proj(torch.roll(out, shifts=(s, s), dims=(1, 2)))
+        # shifted windows: one gather puts the tokens of every shifted window together, windows
+        # of one mask kind next to each other; project, attend kind by kind (one bias each),
+        # scatter back and project the output (projections are per token, so order-free)
+        order = order or shifted_windows(h, w, ws, x.device)
+        qkv = self.attn.qkv(x.reshape(b, h * w, c).index_select(1, order.gather))
+        out = qkv.new_empty(b, h * w, c)
+        start = 0
+        for kind, count in enumerate(order.counts):
+            if count:
+                tokens = slice(start, start + count * ws * ws)
+                bias = (pos_bias + shift_masks[kind]).unsqueeze(0)
+                attended = self.attn.attend(qkv[:, tokens].reshape(b * count, ws * ws, -1), bias)
+                out[:, tokens] = attended.reshape(b, -1, c)
+                start = tokens.stop
+        return self.attn.proj(out.index_select(1, order.scatter).view(b, h, w, c))

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..common.linear import linear
-from ..common.swin import SwinLayer
+from ..common.swin import ShiftedWindows, SwinLayer
 
 # Growth features go through this LeakyReLU slope before they join the dense concatenation.
 DENSE_SLOPE = 0.2
@@ -86,17 +86,20 @@ class RDG(nn.Module):
             self.swins.append(swin)
             self.adjusts.append(adjust)
 
-    def forward(self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor, order: ShiftedWindows
+    ) -> Tensor:
         """Args:
         x: ``(B, H, W, dim)``.
         pos_biases: the five layers' ``(heads, N, N)`` position biases.
         shift_masks: ``(4, 1, N, N)`` shifted-window masks.
+        order: the shifted windows of this ``H x W`` grid.
         """
         features = [x]
         for k, (swin, adjust) in enumerate(zip(self.swins, self.adjusts, strict=True)):
             # each layer sees the input and every growth feature so far
             dense = torch.cat(features, dim=-1) if k else x
-            out = adjust(swin(dense, pos_biases[k], shift_masks))
+            out = adjust(swin(dense, pos_biases[k], shift_masks, order))
             if k < SWINS_PER_RDG - 1:
                 features.append(F.leaky_relu(out, DENSE_SLOPE))
         return out * RDG_RESIDUAL_SCALE + x

@@ -24,6 +24,7 @@ from ..common.model import (
 from ..common.position import relative_position_index
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
+from ..common.swin import shifted_windows
 from ..common.upsample import PixelShuffleUpsample
 from ..common.windows import shift_mask_kinds
 from .blocks import RDG, SWINS_PER_RDG
@@ -110,11 +111,15 @@ class DRCT(SRModel):
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
         pos_biases, shift_masks = self.window_biases(x)
+        h, w = x.shape[-2:]
+        order = self.cached_geometry(
+            "drct.shifted_windows", x, lambda: shifted_windows(h, w, self.window_size, x.device), h, w
+        )
         # the residual stream runs in float32; the result comes back in the input's dtype
         stream = stream_dtype(x.dtype, self.fp32_stream)
         tokens = self.patch_embed(x, stream)
         for rdg, biases in zip(self.layers, pos_biases, strict=True):
-            tokens = rdg(tokens, biases, shift_masks)
+            tokens = rdg(tokens, biases, shift_masks, order)
         return rearrange(norm_to(self.norm, tokens, x.dtype), "b h w c -> b c h w")
 
     def forward(self, x: Tensor) -> Tensor:

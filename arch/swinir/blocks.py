@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from ..common.residual import residual_conv, residual_conv_from_stream
-from ..common.swin import SwinLayer
+from ..common.swin import ShiftedWindows, SwinLayer
 
 
 class SwinLayers(nn.Module):
@@ -40,9 +40,11 @@ class SwinLayers(nn.Module):
             SwinLayer(dim, heads, window, shift and i % 2 == 1, mlp_hidden, qkv_bias) for i in range(depth)
         )
 
-    def forward(self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor, order: ShiftedWindows
+    ) -> Tensor:
         for block, bias in zip(self.blocks, pos_biases, strict=True):
-            x = block(x, bias, shift_masks)
+            x = block(x, bias, shift_masks, order)
         return x
 
 
@@ -61,14 +63,22 @@ class RSTB(nn.Module):
         self.residual_group = SwinLayers(depth, dim, **layer_args)
         self.conv = residual_conv(dim, resi_connection)
 
-    def forward(self, x: Tensor, pos_biases: list[Tensor], shift_masks: Tensor, dtype: torch.dtype) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        pos_biases: list[Tensor],
+        shift_masks: Tensor,
+        order: ShiftedWindows,
+        dtype: torch.dtype,
+    ) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
         pos_biases: each layer's ``(heads, N, N)`` position bias.
         shift_masks: ``(4, 1, N, N)`` shifted-window masks.
+        order: the shifted windows of this ``H x W`` grid.
         dtype: the weights' dtype, in which the conv runs.
         """
-        y = self.residual_group(x, pos_biases, shift_masks)
+        y = self.residual_group(x, pos_biases, shift_masks, order)
         # the conv sees the raw stream as an image; (B, C, H, W) views of channels-last tokens
         out = residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype)
         return x + out.permute(0, 2, 3, 1)

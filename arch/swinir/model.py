@@ -25,6 +25,7 @@ from ..common.position import relative_position_index
 from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
+from ..common.swin import shifted_windows
 from ..common.upsample import PixelShuffleDirect, PixelShuffleUpsample
 from ..common.windows import shift_mask_kinds
 from .blocks import RSTB
@@ -145,10 +146,14 @@ class SwinIR(SRModel):
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
         pos_biases, shift_masks = self.window_biases(x)
+        h, w = x.shape[-2:]
+        order = self.cached_geometry(
+            "swinir.shifted_windows", x, lambda: shifted_windows(h, w, self.window_size, x.device), h, w
+        )
         # the residual stream runs in float32 under half weights; the result comes back in x's dtype
         tokens = self.patch_embed(x, stream_dtype(x.dtype, self.fp32_stream))
         for rstb, biases in zip(self.layers, pos_biases, strict=True):
-            tokens = rstb(tokens, biases, shift_masks, x.dtype)
+            tokens = rstb(tokens, biases, shift_masks, order, x.dtype)
         return rearrange(norm_to(self.norm, tokens, x.dtype), "b h w c -> b c h w")
 
     def reconstruct(self, deep: Tensor, image: Tensor) -> Tensor:
