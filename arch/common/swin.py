@@ -150,7 +150,7 @@ class SwinLayer(nn.Module):
         return x + self.mlp(norm_to(self.norm2, x, compute))
 
     def _attend(
-        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None
+        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None = None
     ) -> Tensor:
         ws = self.window
         b, h, w, c = x.shape
