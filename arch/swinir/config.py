@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig, exact_ratio
-from ..common.metadata import given, meta_bool, meta_choice, meta_float, meta_int, shown
+from ..common.metadata import given, meta_bool, meta_choice, meta_img_range, meta_int, shown
 from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
@@ -196,9 +196,10 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRCon
             f"for {window} px windows. The metadata does not belong to these weights: remove it."
         )
     meta_choice(meta, "upsampler", (upsampler,))
-    if meta_int(meta, "start_unshuffle", min=1, max=16, default=unshuffle) != unshuffle:
+    meta_unshuffle = meta_int(meta, "start_unshuffle", min=1, max=16, default=unshuffle)
+    if meta_unshuffle != unshuffle:
         raise ConfigError(
-            f"training metadata sets start_unshuffle={meta['start_unshuffle']!r}, but the weights "
+            f"training metadata sets start_unshuffle={meta_unshuffle}, but the weights "
             f"unshuffle by {unshuffle}. The metadata does not belong to these weights: remove it."
         )
     shift = _has_shift(sd, depths, inferred)
@@ -206,12 +207,12 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRCon
     if img_size is not None:
         shift = img_size > window
         inferred.pop("shift", None)
-    img_range = meta_float(meta, "img_range", min=0.0, max=1000.0, min_inclusive=False)
+    img_range = meta_img_range(meta)
     if img_range is None:
-        img_range = 255.0 if window == JPEG_WINDOW else 1.0
-        inferred["img_range"] = (
-            f"{img_range:g}: not stored in the weights; the official value for "
-            f"{'JPEG (7 px window)' if window == JPEG_WINDOW else 'this'} model"
+        jpeg = window == JPEG_WINDOW
+        img_range = 255.0 if jpeg else 1.0
+        inferred["img_range"] = f"{img_range:g}: not stored in the weights; the official value for " + (
+            "the JPEG models (7 px windows)" if jpeg else "every release but the JPEG models"
         )
     config = SwinIRConfig(
         scale=upscale // unshuffle,
