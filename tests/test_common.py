@@ -68,15 +68,15 @@ def test_window_partition_roundtrip_and_order():
     assert torch.equal(window_reverse(win, 4, 6, 8, 12), x)
 
 
-def test_windowed_attention_equals_explicit_softmax_with_batch_view():
+def test_windowed_attention_equals_explicit_softmax_with_a_shared_bias():
     torch.manual_seed(0)
     b, nw, heads, n, d = 2, 3, 2, 5, 4
     q, k, v = (torch.randn(b * nw, heads, n, d) for _ in range(3))
-    bias = torch.randn(nw, heads, n, n)
-    out = windowed_attention(q, k, v, bias, scale=0.5)
-    logits = (q @ k.transpose(-2, -1)) * 0.5 + bias.repeat(b, 1, 1, 1)
+    bias = torch.randn(1, heads, n, n)
+    logits = (q @ k.transpose(-2, -1)) * 0.5 + bias
     ref = logits.softmax(-1) @ v
-    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(windowed_attention(q, k, v, bias, scale=0.5), ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(windowed_attention(q, k, v, bias[0], scale=0.5), ref, atol=1e-5, rtol=1e-5)
 
 
 def test_geometry_cache_is_bounded_and_cleared_on_load():

@@ -8,7 +8,7 @@ every family (as timm's ``model_args``); family-specific ones are added by each 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,9 +48,6 @@ class ModelConfig:
     def notes(self) -> list[str]:
         """Lines worth showing the user about this config (none by default)."""
         return []
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def exact_ratio(channels: int, dim: int) -> float:

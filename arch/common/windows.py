@@ -92,27 +92,16 @@ def windowed_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor | None, sca
     """Attention inside windows through ``scaled_dot_product_attention``.
 
     Args:
-        q, k, v: ``(B * nW, heads, N, d)``.
-        bias: additive logits broadcastable to ``(nW, heads, N, N)`` (position bias with the
-            shift mask folded in), or None. Its leading dim may be ``nW`` or 1; the batch is
-            handled by a view, never by copying the bias.
+        q, k, v: ``(B * nW, heads, N, d)``; k and v may have M tokens (overlapping windows).
+        bias: additive logits ``(heads, N, M)`` or ``(1, heads, N, M)`` every window shares (the
+            position bias, with the shift mask folded in where all these windows have the same
+            one), or None. Windows with different masks are attended in groups by the caller.
         scale: softmax temperature applied to ``q @ k^T``.
     Returns:
         ``(B * nW, heads, N, d)``.
     """
     if bias is not None:
         bias = bias.to(q.dtype)
-        if bias.dim() == 3:  # (heads, N, N): a 3-D mask sends CPU SDPA down its slow unfused path
+        if bias.dim() == 3:  # a 3-D mask sends CPU SDPA down its slow unfused path
             bias = bias.unsqueeze(0)
-        n_win = bias.shape[0]
-        if bias.dim() == 4 and n_win > 1 and q.shape[0] != n_win:
-            b = q.shape[0] // n_win
-            out = attention(
-                q.unflatten(0, (b, n_win)),
-                k.unflatten(0, (b, n_win)),
-                v.unflatten(0, (b, n_win)),
-                attn_mask=bias,
-                scale=scale,
-            )
-            return out.flatten(0, 1)
     return attention(q, k, v, attn_mask=bias, scale=scale)

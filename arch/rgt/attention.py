@@ -82,8 +82,8 @@ class RGSA(nn.Module):
         self.cpe = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: Tensor, geometry: GeometryLookup | None = None) -> Tensor:
-        """``(B, H, W, C)`` -> ``(B, H, W, C)``; ``geometry`` is unused (nothing size-dependent to keep)."""
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)`` (nothing size-dependent to cache: no geometry)."""
         h, w = x.shape[1:3]
         # summarise the image: reduce by 4 per step, at least twice (the reference's test-time rule)
         summary = x.permute(0, 3, 1, 2)

@@ -32,7 +32,9 @@ class Block(nn.Module):
     def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
         """``x``: the residual stream (float32 under half weights, see common/stream.py)."""
         dtype = self.norm1.weight.dtype  # the branches run in the weights' dtype
-        y = x + self.attn(norm_to(self.norm1, x, dtype), geometry)
+        normed = norm_to(self.norm1, x, dtype)
+        # L-SA serves its window biases from the model's geometry cache; RG-SA needs none
+        y = x + (self.attn(normed, geometry) if isinstance(self.attn, LSA) else self.attn(normed))
         y = y + self.mlp(norm_to(self.norm2, y, dtype))
         # HAI: hybrid adaptive integration of the block input
         return torch.addcmul(y, x, self.gamma.to(x.dtype))
