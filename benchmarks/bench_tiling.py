@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import math
 import os
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from .common import REPO, import_pack, print_table, time_call
+from .common import REPO, import_pack, print_table, psnr, time_call
 
 
 def _feather(n: int, feather: int) -> Tensor:
@@ -79,11 +78,6 @@ def seam_score(tiled: Tensor, ref: Tensor) -> float:
     """Largest mean absolute error along one full row or column of ``(H, W, C)`` images."""
     err = (tiled - ref).abs().mean(dim=-1)
     return max(err.mean(dim=0).max().item(), err.mean(dim=1).max().item())
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    mse = (a - b).pow(2).mean().item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def _import_pack():

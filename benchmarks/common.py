@@ -22,12 +22,23 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def import_pack() -> types.ModuleType:
     """The checkout as package ``srt`` (the alias the tests use; ComfyUI imports it under its
-    folder name), without putting the repo root on ``sys.path``."""
+    folder name), registered by ``cli.register_pack``."""
     if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [REPO]
-        sys.modules["srt"] = pkg
+        from cli import register_pack  # python -m benchmarks.<module>: the repository root is on sys.path
+
+        register_pack()
     return sys.modules["srt"]
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB, peak 1) of ``a`` against ``b`` taken as one image (the engine's
+    :func:`~srt.engine.metrics.psnr`); inf when equal, nan when ``a`` is not finite."""
+    from srt.engine.metrics import psnr as per_image
+
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    if not torch.isfinite(a).all():
+        return float("nan")
+    return float(per_image(a.flatten()[None], b.flatten()[None], peak=1.0)[0])
 
 
 def time_call(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:

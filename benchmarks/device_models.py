@@ -1,9 +1,9 @@
 """Models, inputs, calls and FLOP counts for :mod:`benchmarks.device_report`.
 
 Weights are built in-process, seeded: each official release config is constructed with
-spandrel's own architecture classes and given the official repositories' initialisation (their
-``_init_weights``: Linear weights truncated normal std 0.02 with zero biases, LayerNorm 1 / 0;
-ATD's own parameters through ``tests/atd_weights.py``'s ``official_init``). Its ``state_dict()``
+spandrel's own architecture classes and given the official repositories' initialisation
+(``tests/model_helpers.py``'s ``official_init``: their ``_init_weights``, position-bias tables,
+ATD's own parameters). Its ``state_dict()``
 then goes through both loaders, so ours and spandrel's reference hold the same tensors. ``--quick``
 builds reduced versions of the same configs (fewer groups / blocks, embed dim 60 instead of
 180 / 210; ATD-light keeps its 48): only the code paths are exercised, the numbers mean nothing.
@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
+
+from . import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINED_ASSET = os.path.join(REPO, "tests", "assets", "ATD_light_x2_trained.safetensors")
@@ -52,33 +54,9 @@ HEADS = {"RGT": 6, "DRCT": 6, "ATD": 6}
 
 
 def import_pack():
-    """Register the checkout as package ``srt`` (as ComfyUI and the tests do) and return ``srt.arch``."""
-    import sys
-    import types
-
-    if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [REPO]
-        sys.modules["srt"] = pkg
+    """Register the checkout as package ``srt`` (:func:`.common.import_pack`) and return ``srt.arch``."""
+    common.import_pack()
     return importlib.import_module("srt.arch")
-
-
-def official_init(model: nn.Module, family: str, seed: int) -> None:
-    """The official repositories' ``_init_weights`` (seeded); ATD's extras from ``tests/atd_weights.py``."""
-    if family == "ATD":
-        importlib.import_module("srt.tests.atd_weights").official_init(model, seed)
-        return
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for m in model.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    m.bias.zero_()
-            elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)):
-                if m.weight is not None:
-                    m.weight.fill_(1.0)
-                    m.bias.zero_()
 
 
 def official_state_dict(variant: str, quick: bool, seed: int = 0) -> dict[str, Tensor]:
@@ -101,7 +79,7 @@ def official_state_dict(variant: str, quick: bool, seed: int = 0) -> dict[str, T
         model = DRCT(depths=depth, **common, **kwargs)
     else:
         model = ATD(depths=depth, **common, **kwargs)
-    official_init(model, family, seed)
+    importlib.import_module("srt.tests.model_helpers").official_init(model, seed)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -182,12 +160,3 @@ def count_flops(fn) -> tuple[object, int]:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         out = fn()
     return out, int(counter.get_total_flops())
-
-
-def psnr(a: Tensor, b: Tensor) -> float:
-    """PSNR (dB, peak 1) of ``a`` against ``b``; inf when equal, nan when ``a`` is not finite."""
-    a, b = a.float().cpu(), b.float().cpu()
-    if not torch.isfinite(a).all():
-        return float("nan")
-    mse = (a - b).pow(2).mean().item()
-    return float("inf") if mse == 0 else 10 * torch.log10(torch.tensor(1.0 / mse)).item()

@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from .device_models import TRAINED, import_pack, on_device, photo, psnr, raw_call
+from .common import psnr
+from .device_models import TRAINED, import_pack, on_device, photo, raw_call
 
 EXACT_VARIANTS = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]  # one per family (+ ATD-light's upsampler)
 EXACT_TOLERANCE = 1e-4

@@ -8,7 +8,8 @@ import time
 
 import torch
 
-from .device_models import count_flops, on_device, photo, psnr, raw_call
+from .common import psnr
+from .device_models import count_flops, on_device, photo, raw_call
 from .device_sections import crash, make_host, timed_upscale
 
 # Counted FLOPs of a 512 -> 2048 x4 tile the issue expects (TFLOP), to check the counter against.

@@ -10,8 +10,9 @@ Inside the pack this folder is the subpackage ``<pack>.cli`` and imports ``..eng
 ``..arch`` relatively, like the rest of the pack (ComfyUI itself never imports it). ``python -m
 cli`` loads this file as a top-level package ``cli`` instead, where those relative imports cannot
 work: :func:`main` then registers the checkout as the package ``srt`` (a module object whose
-``__path__`` is the repository root, as ``tests/conftest.py`` and ``training/`` do) and runs
-``srt.cli`` -- the same files, imported as part of the pack. Nothing is added to ``sys.path``.
+``__path__`` is the repository root: :func:`register_pack`, which the tests, benchmarks and
+training call too) and runs ``srt.cli`` -- the same files, imported as part of the pack. Nothing
+is added to ``sys.path``.
 """
 
 from __future__ import annotations
@@ -25,13 +26,19 @@ PACK_ALIAS = "srt"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def register_pack() -> None:
-    """Make the checkout importable as :data:`PACK_ALIAS` (idempotent)."""
+def register_pack() -> types.ModuleType:
+    """Make the checkout importable as :data:`PACK_ALIAS` (idempotent) and return that package.
+
+    The one place the alias is made: tests (``tests/model_helpers.py``), benchmarks and training
+    call this function. It needs nothing but the standard library, so it can be loaded by path
+    before the pack is importable.
+    """
     if PACK_ALIAS not in sys.modules:
         pack = types.ModuleType(PACK_ALIAS)
         pack.__path__ = [REPO]
         pack.__file__ = os.path.join(REPO, "__init__.py")
         sys.modules[PACK_ALIAS] = pack
+    return sys.modules[PACK_ALIAS]
 
 
 def main(argv: list[str] | None = None) -> int:

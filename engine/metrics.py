@@ -106,10 +106,13 @@ def crop_border(images: torch.Tensor, border: int) -> torch.Tensor:
     return images[:, border : height - border, border : width - border]
 
 
-def psnr(test: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of (B, H, W, C) pixels on the 0-255 scale -> (B,)."""
+def psnr(test: torch.Tensor, target: torch.Tensor, peak: float = PEAK) -> torch.Tensor:
+    """Per-image PSNR in dB of (B, ...) images -> (B,): inf where equal, nan where ``test`` has NaN.
+
+    ``peak``: the value range, 255 for pixels on the 0-255 scale (the default), 1 for [0, 1] floats.
+    """
     mse = (test - target).square().flatten(1).mean(dim=1)
-    return 10.0 * torch.log10(PEAK**2 / mse)
+    return 10.0 * torch.log10(peak**2 / mse)
 
 
 def gaussian_window(device: torch.device) -> torch.Tensor:

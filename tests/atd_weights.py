@@ -1,22 +1,19 @@
 """ATD weights that behave like real ones, for the half-precision tests.
 
-* :func:`official_init` — the official training's initialisation (where every checkpoint starts).
 * ``python tests/atd_weights.py`` — rebuilds ``tests/assets/ATD_light_x2_trained.safetensors``:
-  ATD-light x2 from :func:`official_init`, trained with L1 on bicubic x2 pairs cut from
-  scikit-image photos that the tests never crop (rocket, immunohistochemistry, retina, hubble deep
-  field). 600 Adam steps, batch 4, 32 px inputs: about 12 minutes on two CPU cores, deterministic
-  for a given torch build. It is a small, briefly trained model — not a good upscaler, but its
-  weights have the scale and structure training gives, unlike the oracle's random recipe.
+  ATD-light x2 from the official training's initialisation (``model_helpers.official_init``),
+  trained with L1 on bicubic x2 pairs cut from scikit-image photos that the tests never crop
+  (rocket, immunohistochemistry, retina, hubble deep field). 600 Adam steps, batch 4, 32 px
+  inputs: about 12 minutes on two CPU cores, deterministic for a given torch build. It is a small,
+  briefly trained model — not a good upscaler, but its weights have the scale and structure
+  training gives, unlike the oracle's random recipe.
 
 Run from the repository root (the checkout is imported as ``srt``, as the tests do).
 """
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-import types
 
 import numpy as np
 import torch
@@ -25,40 +22,6 @@ import torch.nn.functional as F
 ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 TRAINED = os.path.join(ASSETS, "ATD_light_x2_trained.safetensors")
 TRAIN_IMAGES = ("rocket", "immunohistochemistry", "retina", "hubble_deep_field")
-
-
-def official_init(model: torch.nn.Module, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Re-initialise ``model`` (one of our ATDs) the way the official training does; seeded.
-
-    Linear: truncated normal (std 0.02), zero bias; LayerNorm: 1 / 0; convolutions and
-    InstanceNorm: PyTorch's defaults; dictionary ``td`` N(0, 1); TDCA ``scale`` 0.5; AC-MSA
-    ``logit_scale`` log(10); refinement ``sigma`` 0; position-bias tables truncated normal 0.02.
-    Returns a copy of the new state dict.
-    """
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                torch.nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, torch.nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-            elif isinstance(module, (torch.nn.Conv2d, torch.nn.InstanceNorm1d)):
-                module.reset_parameters()
-        for name, param in model.named_parameters():
-            if name.endswith(".td"):
-                param.normal_()
-            elif name.endswith("attn_atd.scale"):
-                param.fill_(0.5)
-            elif name.endswith("logit_scale"):
-                param.fill_(math.log(10.0))
-            elif name.endswith(".sigma"):
-                param.zero_()
-            elif name.endswith("relative_position_bias_table"):
-                torch.nn.init.trunc_normal_(param, std=0.02)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def official_layout(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -110,15 +73,11 @@ def train(model: torch.nn.Module, steps: int = 600, batch: int = 4, size: int = 
 
 
 def main() -> None:
+    from model_helpers import load_oracle, official_init, register_pack  # a script: tests/ is on sys.path
     from safetensors.torch import save_file
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    sys.path.insert(0, os.path.join(os.path.dirname(repo), "shared", "oracle"))
-    if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [repo]
-        sys.modules["srt"] = pkg
-    import weights as oracle  # ../shared/oracle/weights.py: only for the official key layout
+    register_pack()
+    oracle = load_oracle()  # ../shared/oracle/weights.py: only for the official key layout
     from srt.arch import load_state_dict
 
     torch.set_num_threads(2)

@@ -11,20 +11,12 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
-import types
 
 import pytest
 import torch
-from model_helpers import load_oracle, photo_crop
+from model_helpers import load_oracle, photo_crop, register_pack
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-if "srt" not in sys.modules:
-    pkg = types.ModuleType("srt")
-    pkg.__path__ = [REPO]
-    pkg.__file__ = os.path.join(REPO, "__init__.py")
-    sys.modules["srt"] = pkg
+register_pack()
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 

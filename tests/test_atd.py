@@ -82,15 +82,16 @@ def test_official_pth_and_traiNNer_safetensors(tmp_path, weights):
 
 
 GOLDEN_SCRIPT = r"""
-import importlib.util, json, sys, types, numpy as np, torch
+import json, sys, numpy as np, torch
 from spandrel import MAIN_REGISTRY
-pkg = types.ModuleType("srt"); pkg.__path__ = [sys.argv[1]]; sys.modules["srt"] = pkg
+sys.path.insert(0, sys.argv[1])  # tests/
+from model_helpers import load_oracle, register_pack
+register_pack()
 torch.set_num_threads(2)
-spec = importlib.util.spec_from_file_location("oracle_weights", sys.argv[2])
-W = importlib.util.module_from_spec(spec); spec.loader.exec_module(W)
+W = load_oracle()
 from srt.arch import load_state_dict
 out = {"capability": torch.backends.cpu.get_cpu_capability()}
-for variant in sys.argv[3:]:
+for variant in sys.argv[2:]:
     sd = W.make_state_dict(variant)
     ours = load_state_dict(dict(sd)).model.eval()
     official = MAIN_REGISTRY.load(dict(sd)).model.eval()  # spandrel: the official code's arithmetic
@@ -116,11 +117,10 @@ def test_matches_golden():
     the official code (and spandrel) miss ATD-light's 64x64 golden by 0.06. We therefore run
     under ``ATEN_CPU_CAPABILITY=avx2`` in a subprocess (the level is fixed at torch start-up).
     """
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    oracle_py = os.path.join(os.path.dirname(repo), "shared", "oracle", "weights.py")
+    tests = os.path.dirname(os.path.abspath(__file__))
     env = dict(os.environ, ATEN_CPU_CAPABILITY="avx2")
     res = subprocess.run(
-        [sys.executable, "-c", GOLDEN_SCRIPT, repo, oracle_py, "ATD_x4", "ATD_light_x2"],
+        [sys.executable, "-c", GOLDEN_SCRIPT, tests, "ATD_x4", "ATD_light_x2"],
         env=env, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

@@ -15,14 +15,14 @@ import atd_weights
 import pytest
 import torch
 from atd_support import categories
-from model_helpers import run
+from model_helpers import official_init, run
 
 from srt.arch import load_state_dict
 
 
-def official_init(variant: str, weights) -> dict[str, torch.Tensor]:
-    """``variant`` with the official training's initial weights (see ``atd_weights``)."""
-    return atd_weights.official_init(load_state_dict(weights(variant)).model)
+def official_weights(variant: str, weights) -> dict[str, torch.Tensor]:
+    """``variant`` with the official training's initial weights (``model_helpers.official_init``)."""
+    return official_init(load_state_dict(weights(variant)).model)
 
 
 def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinned: bool = False) -> dict:
@@ -82,7 +82,7 @@ def test_half_precision_trained_checkpoint(crop_args, dtype, crop, oracle):
 def test_half_precision_official_init(variant, crop_args, dtype, weights, crop, oracle):
     """Every official config at its official initialisation: bf16/fp16 within 30 dB of fp32."""
     x = crop(*crop_args)
-    res = _half_run(official_init(variant, weights), x, dtype, oracle)
+    res = _half_run(official_weights(variant, weights), x, dtype, oracle)
     _check_half(res, x, int(variant[-1]), f"{variant} official init {dtype}")
 
 
@@ -120,7 +120,7 @@ def test_oracle_weights_are_ill_conditioned(weights, crop, oracle):
     psnr = {}
     for name, sd in (
         ("oracle", weights("ATD_light_x2")),
-        ("official init", official_init("ATD_light_x2", weights)),
+        ("official init", official_weights("ATD_light_x2", weights)),
         ("trained", load_file(atd_weights.TRAINED)),
     ):
         model = load_state_dict(dict(sd)).model.eval()

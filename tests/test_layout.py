@@ -142,3 +142,14 @@ def _absolute_or_relative_imports(path: pathlib.Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             names |= {a.name for a in node.names}
     return names
+
+
+def test_the_checkout_is_registered_as_srt_in_one_place():
+    """Tests, benchmarks, training and the command line all call ``cli.register_pack``: one
+    function makes the package object whose ``__path__`` is the checkout."""
+    makers = [
+        str(p.relative_to(REPO))
+        for p in _py_files("arch", "engine", "nodes", "cli", "tests", "benchmarks", "training")
+        if re.search(r"__path__ = \[[^\]\s]", p.read_text())
+    ]
+    assert makers == ["cli/__init__.py"]

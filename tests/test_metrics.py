@@ -133,6 +133,17 @@ def test_identical_images_give_inf_and_one(crop):
     assert scores.ssim[0] == pytest.approx(1.0, abs=1e-12)
 
 
+def test_psnr_of_any_peak_per_image():
+    """The one PSNR (benchmarks call it with peak 1): 10 log10(peak^2 / mse) per image."""
+    from srt.engine.metrics import psnr
+
+    target = torch.zeros(2, 3, 4, 4)
+    test = torch.stack([torch.full((3, 4, 4), 0.01), torch.zeros(3, 4, 4)])
+    scores = psnr(test, target, peak=1.0)
+    assert scores[0].item() == pytest.approx(40.0, abs=1e-4) and math.isinf(scores[1].item())
+    assert psnr(test * 255, target)[0].item() == pytest.approx(40.0, abs=1e-4)  # 0-255 by default
+
+
 def test_ssim_is_nan_below_the_window_but_psnr_is_measured():
     a, b = torch.zeros(1, 8, 20, 3), torch.full((1, 8, 20, 3), 0.5)
     scores = measure(a, b, "rgb")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.environ.get("SRT_TRAINING_RUNS") or os.path.join(REPO, "training", "runs")
@@ -17,10 +16,9 @@ WEIGHTS = os.path.join(REPO, "weights")
 
 
 def import_pack():
-    """Register the checkout as the package ``srt`` (as tests/conftest.py does) and return it."""
+    """The checkout as the package ``srt`` (registered by ``cli.register_pack``), returned."""
     if "srt" not in sys.modules:
-        pkg = types.ModuleType("srt")
-        pkg.__path__ = [REPO]
-        pkg.__file__ = os.path.join(REPO, "__init__.py")
-        sys.modules["srt"] = pkg
+        from cli import register_pack  # python -m training.<module>: the repository root is on sys.path
+
+        register_pack()
     return sys.modules["srt"]

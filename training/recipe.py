@@ -34,10 +34,10 @@ def shipped_path(scale: int) -> str:
 
 
 def build_model(scale: int) -> nn.Module:
-    """Our ATD with :data:`ARCH` at ``scale``, official initialisation (tests/atd_weights.py), seed 0."""
+    """Our ATD with :data:`ARCH` at ``scale``, official initialisation (tests/model_helpers.py), seed 0."""
     import_pack()
     from srt.arch.atd import ATD, ATDConfig
-    from srt.tests.atd_weights import official_init
+    from srt.tests.model_helpers import official_init
 
     model = ATD(ATDConfig(scale=scale, **ARCH))
     official_init(model, seed=0)
