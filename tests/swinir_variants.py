@@ -75,29 +75,6 @@ def spandrel_module(name: str, seed: int = 0) -> torch.nn.Module:
     return SwinIR(**VARIANTS[name]).eval()
 
 
-def official_initialisation_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Re-draw ``model``'s weights (ours or spandrel's) the way the official code initialises them:
-    linear weights and position tables truncated-normal (std 0.02), linear biases 0, LayerNorms 1
-    and 0, convs PyTorch's default. Cheaper than building spandrel's module again."""
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                torch.nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    module.bias.zero_()
-            elif isinstance(module, torch.nn.LayerNorm):
-                module.weight.fill_(1.0)
-                module.bias.zero_()
-            elif isinstance(module, torch.nn.Conv2d):
-                module.reset_parameters()
-            if hasattr(module, "relative_position_bias_table"):
-                torch.nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
-    if hasattr(model, "release_caches"):
-        model.release_caches()  # our position biases derive from the tables
-    return model
-
-
 def to_release_layout(state_dict: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     """The keys the released file has: DiffBIR's first conv follows a PixelUnshuffle (``conv_first.1``)."""
     if VARIANTS[name].get("start_unshuffle", 1) == 1:

@@ -20,12 +20,12 @@ import pytest
 import spandrel
 import torch
 import torch.nn.functional as F
-from model_helpers import max_abs, run, with_recipe_weights
+from model_helpers import max_abs, official_init, run, with_recipe_weights
 from safetensors import safe_open
 from safetensors.torch import save_file
 from spandrel import MAIN_REGISTRY
 from spandrel.architectures.SwinIR import SwinIR as ReferenceSwinIR
-from swinir_variants import OFFICIAL, VARIANTS, official_initialisation_, spandrel_module, to_release_layout
+from swinir_variants import OFFICIAL, VARIANTS, spandrel_module, to_release_layout
 
 from srt.arch import OUR_ARCHITECTURES, REGISTRY, load_model, load_state_dict
 from srt.arch.common.swin import shifted_windows
@@ -232,11 +232,10 @@ def test_unsupported_checkpoints_are_refused():
 
 
 def _sizes(name: str) -> list[tuple[int, int]]:
-    """A window multiple and an odd size (padded by the model), both one or two windows high."""
+    """A window multiple and an odd size (padded by the model), each 2 x 2 windows after padding,
+    so every kind of shifted window (interior, last column, last row, corner) is attended."""
     multiple = VARIANTS[name]["window_size"] * VARIANTS[name].get("start_unshuffle", 1)
-    if multiple > 8:  # DiffBIR: 64 px per window after its x8 unshuffle
-        return [(64, 64), (50, 37)]
-    return [(multiple, 2 * multiple), (multiple + 5, multiple + 3)]
+    return [(2 * multiple, 2 * multiple), (2 * multiple - 3, 2 * multiple - 5)]
 
 
 @pytest.mark.parametrize("name", OFFICIAL)
@@ -363,7 +362,8 @@ def test_shifted_window_order_matches_roll_and_partition():
 def test_half_precision_every_release(oracle, name):
     """bf16 and fp16: finite and >= 40 dB from our float32 on a one-window photo crop, with the
     official initialisation's weights (trained-like scales; CPU half-precision convs are slow)."""
-    model = official_initialisation_(copy.deepcopy(ours(name)))
+    model = copy.deepcopy(ours(name))
+    official_init(model)
     side = model.preferred_tile_multiple()
     x = image(name, side, side)
     ref = run(model, x)
@@ -380,7 +380,8 @@ def test_fp16_stream_overflow_is_prevented(oracle):
     overflows; carried in float32, with the convs reading it scaled by a power of two, the fp16
     model stays within 40 dB of float32 (and so does bf16).
     """
-    model = official_initialisation_(copy.deepcopy(ours("SwinIR_S_x2")))
+    model = copy.deepcopy(ours("SwinIR_S_x2"))
+    official_init(model)
     sd = dict(model.state_dict())
     for i in range(4):
         for key in (f"layers.{i}.conv.weight", f"layers.{i}.conv.bias"):
