@@ -3,7 +3,7 @@
 ``VARIANTS`` holds the official releases (XPixelGroup/HAT ``options/test/*.yml``: HAT-S, HAT,
 HAT-L at x2/x3/x4, and Real_HAT_GAN_SRx4, whose network is HAT's) and the small configs the tests
 use. ``spandrel_module(name, seed)`` is spandrel's HAT built with its own (official) weight
-initialisation under ``torch.manual_seed(seed)``; ``make_state_dict`` is its state dict.
+initialisation under ``torch.manual_seed(seed)``; ``make_state_dict`` is its state dict. ``spandrel_pad`` is the padding spandrel's call API applies.
 """
 
 from __future__ import annotations
@@ -39,17 +39,6 @@ OFFICIAL: dict[str, dict] = {
 
 # Small configs the tests use (official structure, narrow and shallow).
 SMALL: dict[str, dict] = {
-    # the golden asset's config: two groups, both window kinds, x2
-    "tiny_x2": {
-        **_COMMON,
-        "window_size": 8,
-        "embed_dim": 24,
-        "depths": (2, 2),
-        "num_heads": (2, 3),
-        "compress_ratio": 3,
-        "squeeze_factor": 6,
-        "upscale": 2,
-    },
     # the golden asset's config (tests/assets/hat_golden_x2.safetensors): small enough to store
     "golden_x2": {
         **_COMMON,
@@ -62,14 +51,15 @@ SMALL: dict[str, dict] = {
         "num_feat": 16,
         "upscale": 2,
     },
-    # the official window (16) at a width the CPU runs fast on large inputs
-    "narrow_w16_x2": {
+    # the narrowest model with the official window (a plain and a shifted block), for large inputs
+    "min_w16_x2": {
         **_COMMON,
-        "embed_dim": 24,
+        "embed_dim": 12,
         "depths": (2,),
         "num_heads": (2,),
         "compress_ratio": 3,
-        "squeeze_factor": 6,
+        "squeeze_factor": 4,
+        "num_feat": 8,
         "upscale": 2,
     },
 }
@@ -86,3 +76,13 @@ def spandrel_module(name: str, seed: int = 0) -> torch.nn.Module:
 def make_state_dict(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """The state dict of :func:`spandrel_module` (official keys, saved index buffers included)."""
     return spandrel_module(name, seed).state_dict()
+
+
+def spandrel_pad(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad ``x`` at the bottom/right to ``multiple`` the way spandrel's call API pads an input the
+    model cannot take: reflect as far as the side allows, then repeat the edge."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = -h % multiple, -w % multiple
+    reflect_h, reflect_w = min(pad_h, h - 1), min(pad_w, w - 1)
+    x = torch.nn.functional.pad(x, (0, reflect_w, 0, reflect_h), mode="reflect")
+    return torch.nn.functional.pad(x, (0, pad_w - reflect_w, 0, pad_h - reflect_h), mode="replicate")

@@ -136,7 +136,9 @@ def _square_side(rows: int, what: str) -> int:
 def ratio_for_width(dim: int, width: int) -> float:
     """A divisor ``r`` with ``int(dim // r) == width`` (an integer where one exists), as HAT derives
     its conv-branch and channel-attention widths from ratios."""
-    for r in range(max(1, dim // (width + 1)), dim // width + 1):
+    if dim % width == 0:
+        return dim // width  # the official configs: 180 // 3, 144 // 24, 180 // 30, 144 // 24
+    for r in range(dim // width, dim // (width + 1), -1):
         if dim // r == width:
             return r
     r = dim / width
@@ -241,7 +243,9 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[HATConfig
     )
     if any(embed_dim % h for h in heads):
         raise ConfigError(
-            f"HAT heads {heads} do not divide the {embed_dim} channels: the checkpoint is damaged."
+            f"HAT heads {heads} do not divide the {embed_dim} channels, so attention has no head width: "
+            "the official HAT cannot run such a model either (nor train it). The checkpoint is damaged "
+            "or was saved from an untrained model; use a released HAT checkpoint."
         )
     hidden = int(sd[BLOCK0 + "mlp.fc1.weight"].shape[0])
     if int(sd[GROUP0 + "overlap_attn.mlp.fc1.weight"].shape[0]) != hidden:
