@@ -86,7 +86,7 @@ class HAT(SRModel):
         widen = (c.overlap_window / c.window_size) ** 2  # keys/values copied into widened windows
         return (
             token_elements(c.embed_dim, c.mlp_ratio, fp32_stream=True)
-            + attention_elements(max(c.num_heads), c.window_size * c.overlap_window)
+            + attention_elements(max(c.num_heads), c.overlap_window**2)
             + 2 * c.embed_dim * widen
             + 2 * (c.conv_channels + c.embed_dim)
             + upsampler_elements(c.scale, c.num_feat)
