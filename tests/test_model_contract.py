@@ -14,9 +14,12 @@ from model_helpers import run
 
 from srt.arch.atd import ATD, ATDConfig
 from srt.arch.common.model import SRModel
+from srt.arch.dat import DAT, DATConfig
 from srt.arch.drct import DRCT, DRCTConfig
+from srt.arch.hat import HAT, HATConfig
 from srt.arch.rgt import RGT, RGTConfig
 from srt.arch.rgt_nhs2828 import NHS2828RGT, NHS2828Config
+from srt.arch.swinir import SwinIR, SwinIRConfig
 from srt.engine.memory import elements_per_pixel, preferred_multiple
 
 # Tiny configs of every family: fast on the CPU, and every kind of cached geometry.
@@ -37,6 +40,28 @@ TINY = {
     ),
     "RGT_nhs2828": lambda: NHS2828RGT(
         NHS2828Config(embed_dim=12, depths=(1,), num_heads=(2,), pos_dim=2, mlp_ratio=1.0)
+    ),
+    # trained on 8 px > the 4 px window: odd blocks shift (masks cached); OCAB keys from 6 px windows
+    "HAT": lambda: HAT(
+        HATConfig(
+            embed_dim=12,
+            depths=(2,),
+            num_heads=(2,),
+            window_size=4,
+            img_size=8,
+            compress_ratio=3,
+            squeeze_factor=6,
+            num_feat=8,
+            scale=2,
+        )
+    ),
+    "SwinIR": lambda: SwinIR(
+        SwinIRConfig(embed_dim=12, depths=(2,), num_heads=(2,), window_size=4, num_feat=8, scale=2)
+    ),
+    # three blocks: spatial, channel, then a shifted spatial block (2 x 4 and 4 x 2 windows and
+    # their border pieces: a position bias per piece shape)
+    "DAT": lambda: DAT(
+        DATConfig(embed_dim=32, depths=(3,), num_heads=(4,), mlp_ratio=2.0, split_size=(2, 4), scale=2)
     ),
 }
 
@@ -73,6 +98,96 @@ def test_official_estimates_are_unchanged(build, estimates, multiple):
     assert model.preferred_tile_multiple() == multiple
     desc = _descriptor(model)
     assert elements_per_pixel(desc, 512, 512) == estimates[-1] and preferred_multiple(desc) == multiple
+
+
+# Official configs of the families that estimated themselves from the start (no engine-era number to
+# keep): the window side the engine rounds tiles to, and an embed width to vary.
+WINDOWED = {
+    "HAT": (HAT, HATConfig, {}, 16),  # HAT x4: 16 px windows (OCAB's 24 px key windows overlap them)
+    "HAT-S": (HAT, HATConfig, dict(embed_dim=144, compress_ratio=24, squeeze_factor=24), 16),
+    "HAT-L": (HAT, HATConfig, dict(depths=(6,) * 12, num_heads=(6,) * 12, scale=2), 16),
+    "SwinIR-M": (SwinIR, SwinIRConfig, dict(scale=2), 8),
+    "SwinIR-S": (
+        SwinIR,
+        SwinIRConfig,
+        dict(embed_dim=60, depths=(6,) * 4, num_heads=(6,) * 4, upsampler="pixelshuffledirect", scale=2),
+        8,
+    ),
+    "SwinIR-M real-world": (SwinIR, SwinIRConfig, dict(upsampler="nearest+conv"), 8),
+    "SwinIR-M JPEG": (SwinIR, SwinIRConfig, dict(window_size=7, upsampler="", img_range=255.0, scale=1), 7),
+    "DAT": (DAT, DATConfig, {}, 32),  # 8 x 32 and 32 x 8 windows: both fit a multiple of 32
+    "DAT-S": (DAT, DATConfig, dict(mlp_ratio=2.0, split_size=(8, 16)), 16),
+    "DAT-light": (
+        DAT,
+        DATConfig,
+        dict(
+            embed_dim=60, depths=(18,), num_heads=(6,), mlp_ratio=2.0, resi_connection="3conv",
+            upsampler="pixelshuffledirect",
+        ),
+        32,
+    ),
+}  # fmt: skip
+
+
+def _official(name: str, **changes) -> SRModel:
+    cls, config_cls, kwargs, _ = WINDOWED[name]
+    with torch.device("meta"):
+        return cls(config_cls(**{**kwargs, **changes}))
+
+
+@pytest.mark.parametrize("name", sorted(WINDOWED))
+def test_windowed_families_estimate_themselves(name):
+    """Fixed windows: the estimate does not grow with the tile, and the engine uses it as is."""
+    model = _official(name)
+    assert model.config.variant == name
+    estimates = {model.working_set_per_pixel(t, t) for t in (64, 256, 512, 1024)}
+    assert len(estimates) == 1 and estimates.pop() > 0
+    assert model.working_set_per_pixel(64, 1024) == model.working_set_per_pixel(64, 64)
+    desc = _descriptor(model, model.config.scale)
+    for tile in (64, 512):
+        assert elements_per_pixel(desc, tile, tile) == model.working_set_per_pixel(tile, tile)
+    assert model.preferred_tile_multiple() == preferred_multiple(desc) == WINDOWED[name][-1]
+
+
+@pytest.mark.parametrize("name", ["HAT", "SwinIR-M", "SwinIR-M JPEG", "DAT", "DAT-light"])
+def test_windowed_estimate_follows_the_embed_width(name):
+    narrow, wide = (_official(name, embed_dim=dim) for dim in (60, 240))
+    for tile in (64, 512):
+        assert narrow.working_set_per_pixel(tile, tile) < wide.working_set_per_pixel(tile, tile)
+    assert elements_per_pixel(_descriptor(narrow), 256, 256) < elements_per_pixel(_descriptor(wide), 256, 256)
+
+
+def test_hat_estimate_counts_the_overlapping_window_keys():
+    """OCAB's queries attend 24 x 24 px key windows (16 px widened by 8), not the HAB's 16 x 16;
+    its keys and values are copied into those widened windows (2.25 times the tokens)."""
+    overlapping, plain = _official("HAT"), _official("HAT", overlap_ratio=0.0)
+    assert overlapping.config.overlap_window == 24 and plain.config.overlap_window == 16
+    heads, dim = max(overlapping.config.num_heads), overlapping.config.embed_dim
+    assert overlapping.working_set_per_pixel(64, 64) - plain.working_set_per_pixel(64, 64) == (
+        2 * heads * (24**2 - 16**2) + 2 * dim * (2.25 - 1)
+    )
+
+
+def test_swinir_estimate_counts_the_window_keys():
+    big, small = _official("SwinIR-M"), _official("SwinIR-M", window_size=7)
+    assert big.working_set_per_pixel(64, 64) - small.working_set_per_pixel(64, 64) == 2 * 6 * (8**2 - 7**2)
+    assert small.preferred_tile_multiple() == 7
+
+
+def test_dat_estimate_counts_the_rectangle_window_keys():
+    """Each query attends one 8 x 32 (or 32 x 8) window: 256 keys, twice DAT-S's 8 x 16."""
+    wide, narrow = _official("DAT"), _official("DAT", split_size=(8, 16))
+    assert wide.working_set_per_pixel(64, 64) - narrow.working_set_per_pixel(64, 64) == 2 * 6 * (256 - 128)
+    assert _official("DAT", split_size=(16, 4)).preferred_tile_multiple() == 16
+
+
+def test_unshuffling_swinir_estimates_per_input_pixel():
+    """A SwinIR that pixel-unshuffles its input (DiffBIR's restorer) runs 64 times fewer tokens than
+    pixels and pads to whole windows of unshuffled tokens (8 x 8 px each)."""
+    plain = _official("SwinIR-M", scale=8, upsampler="nearest+conv")
+    unshuffled = _official("SwinIR-M", scale=1, unshuffle=8, upsampler="nearest+conv")
+    assert unshuffled.working_set_per_pixel(512, 512) == plain.working_set_per_pixel(512, 512) / 64
+    assert unshuffled.preferred_tile_multiple() == 64
 
 
 def test_nhs2828_estimate_follows_its_real_width():
