@@ -12,6 +12,7 @@ from spandrel import ArchRegistry, ArchSupport
 
 from .atd import ATDArch
 from .common.arch_base import SRArchitecture
+from .dat import DATArch
 from .drct import DRCTArch
 from .hat import HATArch
 from .rgt import RGTArch
@@ -25,6 +26,7 @@ OUR_ARCHITECTURES: tuple[SRArchitecture, ...] = (
     ATDArch(),
     HATArch(),
     SwinIRArch(),
+    DATArch(),
 )
 
 REGISTRY = ArchRegistry()
