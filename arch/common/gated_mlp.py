@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .linear import Linear, linear, linear_add
 from .token_conv import image_conv
 
 
@@ -34,10 +34,21 @@ class GatedMLP(nn.Module):
 
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
+        self.fc1 = Linear(dim, hidden)
         self.sg = SpatialGate(hidden // 2)
-        self.fc2 = nn.Linear(hidden // 2, dim)
+        self.fc2 = Linear(hidden // 2, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        value, gate = F.gelu(self.fc1(x)).chunk(2, dim=-1)
-        return self.fc2(self.sg(value, gate))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``(B, H, W, C)`` -> ``(B, H, W, C)``, plus ``residual`` when given (fused into fc2 on the CPU)."""
+        # fc1's two halves as two products: each comes out contiguous (GELU fused on the CPU)
+        half = self.fc1.out_features // 2
+        w, b = self.fc1.weight, self.fc1.bias
+        value, gate = (
+            linear(x, w[rows], b[rows], gelu=True) for rows in (slice(None, half), slice(half, None))
+        )
+        gated = self.sg(value, gate)
+        return (
+            self.fc2(gated)
+            if residual is None
+            else linear_add(gated, self.fc2.weight, self.fc2.bias, residual)
+        )

@@ -20,7 +20,7 @@ import torch
 from einops import rearrange
 from torch import Tensor, nn
 
-from .linear import Linear, linear
+from .linear import Linear, linear, linear_add
 from .position import lookup_position_bias
 from .stream import norm_to
 from .windows import window_partition, window_reverse, windowed_attention
@@ -66,8 +66,12 @@ class Mlp(nn.Module):
         self.fc1 = Linear(dim, hidden)
         self.fc2 = Linear(hidden, dim)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(linear(x, self.fc1.weight, self.fc1.bias, gelu=True))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """``fc2(gelu(fc1(x)))``, plus ``residual`` when given (added inside the product on the CPU)."""
+        hidden = linear(x, self.fc1.weight, self.fc1.bias, gelu=True)
+        if residual is None:
+            return self.fc2(hidden)
+        return linear_add(hidden, self.fc2.weight, self.fc2.bias, residual)
 
 
 class WindowAttention(nn.Module):
@@ -146,19 +150,25 @@ class SwinLayer(nn.Module):
         """
         compute = self.attn.qkv.weight.dtype
         # branches run in the weights' dtype on normalised inputs; sums stay in the stream's dtype
-        x = x + self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks, order)
-        return x + self.mlp(norm_to(self.norm2, x, compute))
+        x = self._attend(norm_to(self.norm1, x, compute), pos_bias, shift_masks, order, residual=x)
+        return self.mlp(norm_to(self.norm2, x, compute), residual=x)
 
     def _attend(
-        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None = None
+        self,
+        x: Tensor,
+        pos_bias: Tensor,
+        shift_masks: Tensor,
+        order: ShiftedWindows | None = None,
+        residual: Tensor | None = None,
     ) -> Tensor:
+        """The attention branch on normalised tokens ``x``, plus ``residual`` when given."""
         ws = self.window
         b, h, w, c = x.shape
         if not self.shift:
             # plain windows: one bias for all of them
             qkv = self.attn.qkv(window_partition(x, ws, ws))
             out = self.attn.attend(qkv, pos_bias.unsqueeze(0))
-            return self.attn.proj(window_reverse(out, ws, ws, h, w))
+            return self._project(window_reverse(out, ws, ws, h, w), residual)
         # shifted windows: one gather puts the tokens of every shifted window together, windows
         # of one mask kind next to each other; project, attend kind by kind (one bias each),
         # scatter back and project the output (projections are per token, so order-free)
@@ -173,4 +183,8 @@ class SwinLayer(nn.Module):
                 attended = self.attn.attend(qkv[:, tokens].reshape(b * count, ws * ws, -1), bias)
                 out[:, tokens] = attended.reshape(b, -1, c)
                 start = tokens.stop
-        return self.attn.proj(out.index_select(1, order.scatter).view(b, h, w, c))
+        return self._project(out.index_select(1, order.scatter).view(b, h, w, c), residual)
+
+    def _project(self, x: Tensor, residual: Tensor | None) -> Tensor:
+        proj = self.attn.proj
+        return proj(x) if residual is None else linear_add(x, proj.weight, proj.bias, residual)
