@@ -5,7 +5,7 @@ Our models estimate their own (``model.working_set_per_pixel(tile_h, tile_w)``: 
 attention rows, upsampler ... from their actual config); for anything else (spandrel's zoo) the
 rule is ComfyUI core's, ``384 x 3 x scale``, or the pixel-shuffle upsampler's ``2 x 64 x scale^2``
 if larger. The estimates are deliberately on the safe side; a wrong guess is caught by the
-out-of-memory back-off in :mod:`.runner`, which halves the tile and carries on.
+out-of-memory back-off in :mod:`.tile_run`, which splits the tile and carries on.
 """
 
 from __future__ import annotations

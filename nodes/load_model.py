@@ -37,6 +37,9 @@ SEARCH_ALIASES = [
     "RGT",
     "DRCT",
     "ATD",
+    "HAT",
+    "DAT",
+    "SwinIR",
     "spandrel",
     "checkpoint",
 ]
@@ -125,11 +128,11 @@ class LoadModelNode(io.ComfyNode):
         names = model_names()
         return io.Schema(
             node_id="SRT_LoadModel",
-            display_name="Load SR Model (RGT / DRCT / ATD)",
+            display_name="Load SR Model (RGT / DRCT / ATD / HAT / DAT / SwinIR)",
             category="image/upscaling",
             description=(
                 "Loads a super-resolution checkpoint (.safetensors, .pth, .pt, .ckpt, .bin, .plt) from the pack's weights/ folder "
-                "or models/upscale_models. RGT, DRCT and ATD use this pack's fast implementations; any "
+                "or models/upscale_models. RGT, DRCT, ATD, HAT, DAT and SwinIR use this pack's fast implementations; any "
                 "other architecture spandrel knows loads too. Shows the architecture, variant, scale, "
                 "parameter count, supported precisions and which settings were inferred."
             ),

@@ -64,7 +64,7 @@ def where_to_put() -> str:
     """One sentence: where checkpoints go and where to find them."""
     return (
         f"Put a checkpoint (.safetensors or .pth) in {places()}, then refresh (press R). "
-        f"Official and community RGT/DRCT/ATD checkpoints: {WHERE_TO_GET}."
+        f"Official and community RGT/DRCT/ATD/HAT/DAT/SwinIR checkpoints: {WHERE_TO_GET}."
     )
 
 

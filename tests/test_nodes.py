@@ -245,7 +245,7 @@ def test_display_names_carry_the_search_words(host):
         for cls in (host.load_model.LoadModelNode, host.upscale.UpscaleTiledNode, compare.CompareNode)
     }
     names = {k: v["display_name"] for k, v in schemas.items()}
-    assert all(word in names["LoadModelNode"] for word in ("RGT", "DRCT", "ATD"))
+    assert all(word in names["LoadModelNode"] for word in ("RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR"))
     assert all(word in names["CompareNode"] for word in ("Compare", "PSNR", "SSIM"))
     assert names["CompareNode"] != "Compare" and "Upscale" in names["UpscaleTiledNode"]
     has_aliases = host.version != "0.3.64"
