@@ -1,13 +1,20 @@
 """Models, inputs, calls and FLOP counts for :mod:`benchmarks.device_report`.
 
 Weights are built in-process, seeded: each official release config is constructed with
-spandrel's own architecture classes and given the official repositories' initialisation
-(``tests/model_helpers.py``'s ``official_init``: their ``_init_weights``, position-bias tables,
-ATD's own parameters). Its ``state_dict()``
+spandrel's own architecture classes and given the official repositories' initialisation. RGT,
+DRCT, ATD: the configs below, then ``tests/model_helpers.py``'s ``official_init`` (their
+``_init_weights``, position-bias tables, ATD's own parameters). HAT, DAT, SwinIR: the configs of
+their tests (``tests/<family>_variants.py``'s ``VARIANTS``: spandrel's constructor arguments),
+whose constructors run the official initialisation themselves under ``torch.manual_seed(seed)``
+(as the tests' ``spandrel_module`` does). Its ``state_dict()``
 then goes through both loaders, so ours and spandrel's reference hold the same tensors. ``--quick``
 builds reduced versions of the same configs (fewer groups / blocks, embed dim 60 instead of
-180 / 210; ATD-light keeps its 48): only the code paths are exercised, the numbers mean nothing.
+144-240, 6 heads; ATD-light keeps its 48): only the code paths are exercised, the numbers mean nothing.
 The trained test asset ``tests/assets/ATD_light_x2_trained.safetensors`` is loaded the same way.
+
+:data:`VARIANTS` (the default list) is :data:`CORE_VARIANTS` (RGT, DRCT, ATD: every section) and
+:data:`EXTRA_VARIANTS` (HAT, DAT, SwinIR), which the report measures lighter unless they are named
+in ``--variants`` (see :mod:`benchmarks.device_report`).
 """
 
 from __future__ import annotations
@@ -26,7 +33,6 @@ from . import common
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAINED_ASSET = os.path.join(REPO, "tests", "assets", "ATD_light_x2_trained.safetensors")
 TRAINED = "ATD_light_x2 (trained asset)"
-VARIANTS = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
 
 _RGT = dict(embed_dim=180, mlp_ratio=2, split_size=[8, 32], c_ratio=0.5, resi_connection="1conv")
 _DRCT = dict(embed_dim=180, window_size=16, mlp_ratio=2, upsampler="pixelshuffle", resi_connection="1conv")
@@ -48,9 +54,33 @@ CONFIGS: dict[str, tuple[str, dict, list[int], list[int]]] = {
     "ATD_x4": ("ATD", _ATD, [6] * 6, [2]),
     "ATD_light_x4": ("ATD", _ATD_LIGHT, [6] * 4, [2]),
 }
+# HAT, DAT, SwinIR: the official config is ``srt.tests.<module>``'s ``VARIANTS[variant]``.
+# variant: (family, quick depths); the quick version overrides the depth list, embed dim and heads.
+SPANDREL_CONFIGS: dict[str, tuple[str, list[int]]] = {
+    "HAT_S_x4": ("HAT", [2]),
+    "HAT_x4": ("HAT", [2]),
+    "HAT_L_x4": ("HAT", [2, 2]),
+    "DAT_x4": ("DAT", [2]),
+    "DAT_light_x4": ("DAT", [2]),
+    "DAT_2_x4": ("DAT", [2]),  # 4x-UltraSharpV2's architecture
+    "SwinIR_M_x4": ("SwinIR", [2]),
+    "SwinIR_S_x4": ("SwinIR", [2]),
+    "SwinIR_L_real_x4": ("SwinIR", [2, 2]),
+}
+FAMILY_MODULES = {"HAT": "hat_variants", "DAT": "dat_variants", "SwinIR": "swinir_variants"}
+DEPTH_ARG = {"HAT": "depths", "DAT": "depth", "SwinIR": "depths"}  # the constructor's name for it
 # --quick only: narrower too (the x4 upsampler's 64 channels stay), so the CPU smoke run is short.
-QUICK_EMBED = {"RGT": 60, "DRCT": 60, "ATD": 60}
-HEADS = {"RGT": 6, "DRCT": 6, "ATD": 6}
+# HAT: embed dim divisible by the heads (its window stays 16); DAT: half the heads per branch.
+QUICK_EMBED = {"RGT": 60, "DRCT": 60, "ATD": 60, "HAT": 60, "DAT": 60, "SwinIR": 60}
+HEADS = {"RGT": 6, "DRCT": 6, "ATD": 6, "HAT": 6, "DAT": 6, "SwinIR": 6}
+
+CORE_VARIANTS = list(CONFIGS)
+EXTRA_VARIANTS = list(SPANDREL_CONFIGS)
+VARIANTS = CORE_VARIANTS + EXTRA_VARIANTS
+
+
+def family_of(variant: str) -> str:
+    return CONFIGS[variant][0] if variant in CONFIGS else SPANDREL_CONFIGS[variant][0]
 
 
 def import_pack():
@@ -61,6 +91,8 @@ def import_pack():
 
 def official_state_dict(variant: str, quick: bool, seed: int = 0) -> dict[str, Tensor]:
     """Weights of ``variant`` (official config, or its reduced quick version), official init."""
+    if variant in SPANDREL_CONFIGS:
+        return _spandrel_family_state_dict(variant, quick, seed)
     from spandrel.architectures.ATD import ATD
     from spandrel.architectures.DRCT import DRCT
     from spandrel.architectures.RGT import RGT
@@ -80,6 +112,29 @@ def official_state_dict(variant: str, quick: bool, seed: int = 0) -> dict[str, T
     else:
         model = ATD(depths=depth, **common, **kwargs)
     importlib.import_module("srt.tests.model_helpers").official_init(model, seed)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def spandrel_kwargs(variant: str, quick: bool) -> dict:
+    """spandrel's constructor arguments for a HAT / DAT / SwinIR ``variant``: the tests' official
+    config, or (``quick``) that with a shorter depth list, embed dim at most 60 and 6 heads."""
+    family, quick_depth = SPANDREL_CONFIGS[variant]
+    import_pack()  # srt.tests
+    kwargs = dict(importlib.import_module(f"srt.tests.{FAMILY_MODULES[family]}").VARIANTS[variant])
+    if quick:
+        kwargs[DEPTH_ARG[family]] = list(quick_depth)
+        kwargs["num_heads"] = [HEADS[family]] * len(quick_depth)
+        kwargs["embed_dim"] = min(kwargs["embed_dim"], QUICK_EMBED[family])
+    return kwargs
+
+
+def _spandrel_family_state_dict(variant: str, quick: bool, seed: int) -> dict[str, Tensor]:
+    """HAT / DAT / SwinIR: spandrel's class, whose constructor runs the official initialisation."""
+    family = SPANDREL_CONFIGS[variant][0]
+    cls = getattr(importlib.import_module(f"spandrel.architectures.{family}"), family)
+    kwargs = spandrel_kwargs(variant, quick)
+    torch.manual_seed(seed)  # as the tests' spandrel_module(variant, seed)
+    model = cls(**kwargs)
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
@@ -106,7 +161,7 @@ def load_pair(name: str, quick: bool) -> Pair:
 
         sd, family = load_file(TRAINED_ASSET), "ATD"
     else:
-        sd, family = official_state_dict(name, quick), CONFIGS[name][0]
+        sd, family = official_state_dict(name, quick), family_of(name)
     ours = arch.load_state_dict(dict(sd)).eval()
     ref = spandrel.ModelLoader().load_from_state_dict(dict(sd)).eval()
     params = sum(p.numel() for p in ours.model.parameters())

@@ -12,7 +12,26 @@ for real (a memory cap makes the automatic tile fail; the run backs off and matc
 memory while the frame is blended on the GPU (an injected error; the run finishes and matches). Weights are
 built in-process (see :mod:`benchmarks.device_models`); nothing is read from ``../shared``.
 Every section and every measurement is guarded: a crash is recorded in the report and the run
-continues. After ``--budget-s`` seconds the remaining measurements are skipped and marked so.
+continues (spandrel's own errors, e.g. its half-precision crashes, are table cells). After
+``--budget-s`` seconds the remaining measurements are skipped and marked so.
+
+What covers what, with the default ``--variants``:
+
+* RGT, DRCT, ATD (``RGT_x4 RGT_S_x4 DRCT_x4 DRCT_L_x4 ATD_x4 ATD_light_x4``): exactness and
+  precision for ``RGT_x4 DRCT_x4 ATD_x4 ATD_light_x4``; speed per tile at 256 and 512 px (about
+  2 s of timed calls per measurement); end to end.
+* HAT, DAT, SwinIR (``HAT_S_x4 HAT_x4 HAT_L_x4 DAT_x4 DAT_light_x4 DAT_2_x4 SwinIR_M_x4
+  SwinIR_S_x4 SwinIR_L_real_x4``), measured lighter: exactness and precision for ``HAT_x4 DAT_x4
+  SwinIR_M_x4``; speed per tile at 512 px only, about 0.5 s of timed calls per measurement; not
+  end to end. Estimated (not yet measured on a GPU) to add about 1-1.5 min on one H200: nine
+  builds on the CPU, and the nine take about 86 TFLOP per 512 px pass (counted on the official
+  code at 64 px, scaled), the first six 63. A variant named in ``--variants`` gets
+  the first group's treatment whatever its family (``--variants HAT_x4`` runs it end to end too).
+* The out-of-memory sections: the trained ATD-light asset (the engine's back-off is the same for
+  every family); ``--quick``: the reduced ATD-light x4.
+
+Run order: the checks, then end to end, then speed per tile (whose last rows are the lighter
+variants at 512 px), so a spent budget cuts those first.
 Progress goes to stderr; the report to stdout and to ``--out``.
 
 On the device machine (torch 2.11, torchvision, einops, safetensors, numpy, scikit-image; no
@@ -44,7 +63,7 @@ import traceback
 
 import torch
 
-from .device_models import REPO, VARIANTS, Pair, load_pair
+from .device_models import EXTRA_VARIANTS, REPO, VARIANTS, Pair, load_pair
 
 BF16_PEAK_TFLOPS = 790.0  # H200 dense bf16 matmul
 SECTION_KEYS = ["environment", "exactness", "precision", "speed", "end_to_end", "oom", "oom_device_blend"]
@@ -95,7 +114,11 @@ class Context:
         if self.cuda and self.device.index is None:  # some CUDA calls want an explicit index
             self.device = torch.device("cuda", torch.cuda.current_device())
         self.t0 = time.perf_counter()
-        self._pairs: dict[str, Pair] = {}
+        self._pairs: dict[str, Pair | Exception] = {}
+
+    def light(self, variant: str) -> bool:
+        """Measured lighter (see the module docstring): HAT, DAT, SwinIR unless ``--variants`` names them."""
+        return variant in EXTRA_VARIANTS and not self.args.variants_named
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0
@@ -107,12 +130,24 @@ class Context:
         return self.elapsed() > self.args.budget_s
 
     def pair(self, name: str) -> Pair:
-        """Ours and spandrel's descriptor of ``name`` (built once, kept on the CPU in fp32)."""
+        """Ours and spandrel's descriptor of ``name`` (built once, kept on the CPU in fp32).
+
+        A build that fails (either loader) raises its error here, and again for every later call
+        without building again; sections record it as a cell (``build crash: ...``).
+        """
         if name not in self._pairs:
             self.log(f"building {name}{' (quick: reduced config)' if self.quick else ''}")
-            self._pairs[name] = p = load_pair(name, self.quick)
+            try:
+                self._pairs[name] = p = load_pair(name, self.quick)
+            except Exception as e:
+                self._pairs[name] = e
+                self.log(f"building {name} failed: {type(e).__name__}: {e}")
+                raise
             self.log(f"built {name}: {p.params / 1e6:.2f} M parameters in {p.build_s:.1f}s")
-        return self._pairs[name]
+        found = self._pairs[name]
+        if isinstance(found, Exception):
+            raise found
+        return found
 
     def sync(self) -> None:
         if self.cuda:
@@ -196,10 +231,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--peak-tflops", type=float, default=BF16_PEAK_TFLOPS, help="bf16 dense peak for the %% column"
     )
-    p.add_argument("--variants", nargs="+", default=VARIANTS, choices=VARIANTS)
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=None,
+        choices=VARIANTS,
+        help="default: all (HAT, DAT, SwinIR measured lighter); named ones get every section",
+    )
     p.add_argument("--sections", nargs="+", default=None, choices=SECTION_KEYS, help="only these sections")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.variants_named = args.variants is not None
+    if args.variants is None:
+        args.variants = list(VARIANTS)
+    return args
 
 
 def default_out(ctx: Context) -> str:
@@ -219,7 +264,8 @@ def main(argv: list[str] | None = None) -> str:
     if args.threads:
         torch.set_num_threads(args.threads)
     ctx = Context(args)
-    # key, title, function; listed in report order, run in RUN_ORDER (cheap, decisive checks first)
+    # key, title, function; listed in report order, run in run_order (cheap, decisive checks first;
+    # speed last: the budget cuts its last rows, the lighter variants', before anything else)
     sections = [
         ("environment", "Environment", environment),
         ("exactness", "Exactness: ours vs spandrel (fp32)", ds.exactness),
@@ -229,7 +275,7 @@ def main(argv: list[str] | None = None) -> str:
         ("oom", "Out of memory for real", ds.out_of_memory),
         ("oom_device_blend", "Out of memory while blending on the device", ds.oom_device_blend),
     ]
-    run_order = ["environment", "exactness", "precision", "oom", "oom_device_blend", "speed", "end_to_end"]
+    run_order = ["environment", "exactness", "precision", "oom", "oom_device_blend", "end_to_end", "speed"]
     secs = {key: Section(key, title) for key, title, _ in sections}
     funcs = {key: fn for key, _, fn in sections}
     for key in run_order:

@@ -9,9 +9,10 @@ import time
 import torch
 
 from .common import psnr
-from .device_models import TRAINED, import_pack, on_device, photo, raw_call
+from .device_models import TRAINED, family_of, import_pack, on_device, photo, raw_call
 
-EXACT_VARIANTS = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]  # one per family (+ ATD-light's upsampler)
+# one per family (+ ATD-light's upsampler); the precision section runs them too
+EXACT_VARIANTS = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4", "HAT_x4", "DAT_x4", "SwinIR_M_x4"]
 EXACT_TOLERANCE = 1e-4
 MATCH_TOLERANCE = 1e-3  # out-of-memory run vs an uncapped run at the same tiles (well under 1/255)
 HALF = (("bf16", torch.bfloat16), ("fp16", torch.float16))
@@ -25,6 +26,11 @@ def engine(module: str):
 
 def crash(e: BaseException) -> str:
     return f"crash: {type(e).__name__}"
+
+
+def build_crash(e: BaseException) -> str:
+    """The cell of a model that could not be built (our loader or spandrel's failed)."""
+    return f"build {crash(e)}"
 
 
 def strict_fp32():
@@ -50,7 +56,8 @@ def exactness(ctx, sec) -> None:
     sec.note(
         "Same weights (official initialisation, seeded) and the same photo crop through our module and "
         "spandrel's, fp32, TF32 off. Each model gets the input padded to its descriptor's size "
-        "requirement as `descriptor(x)` does (DRCT: a multiple of 16; RGT/ATD pad internally); raw, "
+        "requirement as `descriptor(x)` does (DRCT and our HAT: a multiple of 16, our SwinIR: of 8; "
+        "the others pad internally); spandrel's errors are recorded as cells. Raw, "
         f"unclamped outputs are compared. Verdict ok: max abs < {EXACT_TOLERANCE:g}."
     )
     t = sec.table(["family", "variant", "input HxW", "kind", "max abs", "max abs output", "verdict"])
@@ -59,7 +66,11 @@ def exactness(ctx, sec) -> None:
             if ctx.over_budget():
                 t.add("-", variant, "-", "-", "skipped: budget", "-", "-")
                 continue
-            pair = ctx.pair(variant)
+            try:
+                pair = ctx.pair(variant)
+            except Exception as e:
+                t.add(family_of(variant), variant, "-", "-", build_crash(e), "-", "-")
+                continue
             mine = on_device(pair.ours, ctx.device, torch.float32)
             ref = on_device(pair.ref, ctx.device, torch.float32)
             for (h, w), kind in sizes:
@@ -91,9 +102,11 @@ def precision(ctx, sec) -> None:
     sec.note(
         f"PSNR (dB, peak 1, raw outputs) against our fp32 output on a {size}x{size} crop of "
         "scikit-image's astronaut photo; weights converted as the engine does (`module.to(dtype)`). "
-        "The first four use the official initialisation (random weights); the trained asset is "
-        "ATD-light x2 after 600 training steps (tests/assets). spandrel rows show what it does in half "
-        "precision (expected: crashes for ATD, and for DRCT off 64 px)."
+        "The variants use the official initialisation (random weights); the trained asset is "
+        "ATD-light x2 after 600 training steps (tests/assets). spandrel's columns show what its modules "
+        "do in half precision, errors recorded as cells (expected: crashes for ATD, for DRCT off 64 px, "
+        "for SwinIR (its float32 attention mask); HAT and DAT run although spandrel marks their fp16 "
+        "unsupported)."
     )
     x = photo(size, size, 100, 150)
     t = sec.table(["model", "ours bf16", "ours fp16", "spandrel bf16", "spandrel fp16"])
@@ -101,7 +114,11 @@ def precision(ctx, sec) -> None:
         if ctx.over_budget():
             t.add(name, *["skipped: budget"] * 4)
             continue
-        pair = ctx.pair(name)
+        try:
+            pair = ctx.pair(name)
+        except Exception as e:
+            t.add(name, *[build_crash(e)] * 4)
+            continue
         try:
             ref = run_once(ctx, pair.ours, torch.float32, x)
         except Exception as e:

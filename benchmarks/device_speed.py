@@ -10,7 +10,7 @@ import torch
 
 from .common import psnr
 from .device_models import count_flops, on_device, photo, raw_call
-from .device_sections import crash, make_host, timed_upscale
+from .device_sections import build_crash, crash, make_host, timed_upscale
 
 # Counted FLOPs of a 512 -> 2048 x4 tile the issue expects (TFLOP), to check the counter against.
 EXPECTED_TFLOP_512 = {
@@ -29,6 +29,7 @@ IMPLS = (
     ("spandrel bf16", "ref", torch.bfloat16),
 )
 TARGET_S = 2.0  # timed seconds per measurement on CUDA (1 to 10 calls, median)
+LIGHT_TARGET_S = 0.5  # the same for a variant measured lighter (Context.light: HAT, DAT, SwinIR by default)
 
 
 def _timed(ctx, call) -> float:
@@ -47,8 +48,10 @@ def _timed(ctx, call) -> float:
     return time.perf_counter() - start_s
 
 
-def measure(ctx, desc, dtype: torch.dtype, x: torch.Tensor, count: bool) -> dict:
+def measure(ctx, desc, dtype: torch.dtype, x: torch.Tensor, count: bool, target_s: float = TARGET_S) -> dict:
     """Median seconds per call, peak memory, counted FLOPs (warm-up call, when ``count``), finiteness.
+
+    On CUDA (full run) the timed calls add up to about ``target_s`` seconds (1 to 10 calls).
 
     The device copy of the model is freed when this returns (or raises); the caller empties the cache.
     """
@@ -71,8 +74,8 @@ def measure(ctx, desc, dtype: torch.dtype, x: torch.Tensor, count: bool) -> dict
     if ctx.cuda and warm < 0.5:  # a second warm-up for fast calls (caches, kernel selection)
         _timed(ctx, call)
     n = 1  # CPU, quick, or calls slower than the target: one timed call after the warm-up
-    if ctx.cuda and not ctx.quick and warm <= TARGET_S:
-        n = max(2, min(10, int(TARGET_S / max(warm, 1e-3))))
+    if ctx.cuda and not ctx.quick and warm <= target_s:
+        n = max(2, min(10, int(target_s / max(warm, 1e-3))))
     ctx.reset_peak()
     seconds = statistics.median(_timed(ctx, call) for _ in range(n))
     return {"s": seconds, "peak": ctx.peak_mib(), "flops": flops, "finite": finite, "n": n}
@@ -89,6 +92,16 @@ def speed(ctx, sec) -> None:
         "code's arithmetic -- at that exact size on this device (no scaling), by the time; "
         f"`% peak` is that against {peak:g} TFLOP/s (bf16 dense). Peak memory includes the weights."
     )
+    light = [v for v in ctx.args.variants if ctx.light(v)]
+    if light:
+        sec.note(
+            f"Measured lighter (not named in `--variants`): {', '.join(light)} -- the {sizes[-1]} px tile only"
+            + (
+                f", about {LIGHT_TARGET_S:g} s of timed calls per measurement (others: {TARGET_S:g} s)."
+                if ctx.cuda and not ctx.quick
+                else "."
+            )
+        )
     if not ctx.cuda:
         sec.note(
             "CPU: the count of ours misses its oneDNN linear layers and CPU attention kernel (the counter "
@@ -101,10 +114,17 @@ def speed(ctx, sec) -> None:
             [f"{size}px: variant", "impl", "ms / tile", "out MP/s", "TFLOP/s", "% peak", "peak MiB", "note"]
         )
         for variant in ctx.args.variants:
+            if ctx.light(variant) and size != sizes[-1]:
+                continue
             if ctx.over_budget():
                 t.add(variant, "all", *["skipped: budget"] + ["-"] * 5)
                 continue
-            pair = ctx.pair(variant)
+            try:
+                pair = ctx.pair(variant)
+            except Exception as e:
+                t.add(variant, "all", build_crash(e), *["-"] * 5)
+                continue
+            target_s = LIGHT_TARGET_S if ctx.light(variant) else TARGET_S
             counts: dict[str, int | None] = {"ref": None, "ours": None}
             for label, side, dtype in IMPLS:
                 if ctx.over_budget():
@@ -112,7 +132,7 @@ def speed(ctx, sec) -> None:
                     continue
                 desc = pair.ref if side == "ref" else pair.ours
                 try:
-                    m = measure(ctx, desc, dtype, x, count=dtype == torch.float32)
+                    m = measure(ctx, desc, dtype, x, count=dtype == torch.float32, target_s=target_s)
                 except Exception as e:
                     t.add(variant, label, crash(e), *["-"] * 5)
                     ctx.log(f"speed {variant} {size} {label}: {crash(e)}")
@@ -188,15 +208,22 @@ def end_to_end(ctx, sec) -> None:
         "`comfy.utils.tiled_scale`'s arithmetic (benchmarks/bench_tiling.py), model moved to the device "
         "and back. Seconds include moving the weights; peak is device memory."
     )
+    light = [v for v in ctx.args.variants if ctx.light(v)]
+    if light:
+        sec.note(f"Not run here (measured lighter, not named in `--variants`): {', '.join(light)}.")
     t = sec.table(["variant", "ours s", "ours peak MiB", "ours tile, dtype", "core s", "core peak MiB",
                    "core tiles", "speed-up", "PSNR ours vs core"])  # fmt: skip
     warnings: list[str] = []
     host = make_host(ctx, warnings)
-    for variant in ctx.args.variants:
+    for variant in [v for v in ctx.args.variants if not ctx.light(v)]:
         if ctx.over_budget():
             t.add(variant, "skipped: budget", *["-"] * 7)
             continue
-        pair = ctx.pair(variant)
+        try:
+            pair = ctx.pair(variant)
+        except Exception as e:
+            t.add(variant, build_crash(e), *["-"] * 7)
+            continue
         cells = [variant]
         try:
             res, s_ours, peak_ours = timed_upscale(

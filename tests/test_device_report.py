@@ -20,7 +20,15 @@ TITLES = {
     "oom_device_blend": "Out of memory while blending on the device",
     "run": "Run",
 }
-VARIANTS = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
+# Every section, both tile sizes
+CORE = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
+# Measured lighter by default: speed at the larger tile only, not end to end
+EXTRA = ["HAT_S_x4", "HAT_x4", "HAT_L_x4", "DAT_x4", "DAT_light_x4", "DAT_2_x4"]
+EXTRA += ["SwinIR_M_x4", "SwinIR_S_x4", "SwinIR_L_real_x4"]
+VARIANTS = CORE + EXTRA
+# exactness and precision: one per family (+ ATD-light's upsampler)
+EXACT = {"RGT": "RGT_x4", "DRCT": "DRCT_x4", "ATD": "ATD_x4", "HAT": "HAT_x4", "DAT": "DAT_x4"}
+EXACT |= {"SwinIR": "SwinIR_M_x4"}
 
 
 def _section(report: str, title: str) -> str:
@@ -77,16 +85,17 @@ def test_every_section_ran(report):
 
 def test_exactness_per_family(report):
     rows = _rows(_section(report, TITLES["exactness"]))[2:]
-    for family in ("RGT", "DRCT", "ATD"):
+    for family, variant in EXACT.items():
         mine = [r for r in rows if r[0] == family]
-        assert {r[3] for r in mine} == {"window multiple", "odd"}
+        assert {r[3] for r in mine} == {"window multiple", "odd"}, family
+        assert variant in {r[1] for r in mine}, variant
         for r in mine:
             assert _number(r[4]) < 1e-4 and r[6] == "ok", r
 
 
 def test_precision_psnr(report):
     rows = {r[0]: r[1:] for r in _rows(_section(report, TITLES["precision"]))[2:]}
-    assert {"RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4", "ATD_light_x2 (trained asset)"} <= set(rows)
+    assert {*EXACT.values(), "ATD_light_x4", "ATD_light_x2 (trained asset)"} <= set(rows)
     for name, (bf16, fp16, sp_bf16, sp_fp16) in rows.items():
         assert _number(bf16) > 30 and _number(fp16) > 30, name
         for cell in (sp_bf16, sp_fp16):  # spandrel: a PSNR or its recorded crash
@@ -103,14 +112,24 @@ def test_speed_has_numbers(report):
     for variant in VARIANTS:
         for impl in ("spandrel fp32", "ours fp32", "ours bf16", "ours fp16"):
             row = [r for r in timed if r[0] == variant and r[1] == impl]
-            assert len(row) == 2, (variant, impl)  # two tile sizes
+            assert len(row) == (2 if variant in CORE else 1), (variant, impl)  # tile sizes
             for r in row:
                 assert _number(r[2]) > 0 and _number(r[3]) > 0 and _number(r[4]) > 0, r
+        spandrel_bf16 = [r for r in timed if r[0] == variant and r[1] == "spandrel bf16"]
+        assert spandrel_bf16 and all(r[2].startswith("crash: ") or _number(r[2]) > 0 for r in spandrel_bf16)
+    # the lighter ones at the larger tile (32 px in quick mode) and said so
+    sizes = {r[0].split(":")[0] for r in rows if r[0].endswith(": variant")}
+    assert sizes == {"16px", "32px"}
+    larger = text.split("| 32px: variant")[1]
+    assert all(f"| {v} |" in larger for v in EXTRA)
+    assert "Measured lighter" in text and all(v in text.split("Measured lighter")[1] for v in EXTRA)
 
 
 def test_end_to_end_both_paths(report):
-    rows = {r[0]: r for r in _rows(_section(report, TITLES["end_to_end"]))[2:]}
-    assert set(rows) == set(VARIANTS)
+    text = _section(report, TITLES["end_to_end"])
+    rows = {r[0]: r for r in _rows(text)[2:]}
+    assert set(rows) == set(CORE)
+    assert all(v in text.split("Not run here")[1] for v in EXTRA)  # the lighter ones, said so
     for r in rows.values():
         assert _number(r[1]) > 0 and _number(r[4]) > 0 and _number(r[8]) > 20, r
 
@@ -134,3 +153,16 @@ def test_out_of_memory_while_blending_finishes_and_matches(report):
     assert int(forced[4]) == 1 and int(clean[4]) == 0  # one back-off, and none without the error
     assert forced[1] == clean[1] == "cpu"  # the CPU run blends on the CPU (on CUDA: the GPU)
     assert forced[2] == clean[2] and forced[5] == clean[5]  # same tiles after the back-off
+
+
+def test_named_variants_get_every_section():
+    """``--variants`` naming a HAT/DAT/SwinIR variant gives it the full treatment (no run needed)."""
+    from srt.benchmarks.device_models import VARIANTS as MODEL_VARIANTS
+    from srt.benchmarks.device_report import Context, parse_args
+
+    assert MODEL_VARIANTS == VARIANTS
+    default = Context(parse_args(["--device", "cpu"]))
+    assert default.args.variants == VARIANTS
+    assert [v for v in VARIANTS if default.light(v)] == EXTRA
+    named = Context(parse_args(["--device", "cpu", "--variants", "HAT_x4", "RGT_x4"]))
+    assert named.args.variants == ["HAT_x4", "RGT_x4"] and not named.light("HAT_x4")
