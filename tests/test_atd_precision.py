@@ -6,7 +6,9 @@ std of ~60, a hard argmax over partners inside groups that are themselves decide
 That model is chaotic even in float32 (``test_oracle_weights_are_ill_conditioned``), so no
 arithmetic other than the exact float32 one can land within 30 dB of it. Weights a training run
 produces (the official init it starts from, and a checkpoint trained on photos) are well
-conditioned, and there bf16/fp16 are held to >= 30 dB with the category flips counted.
+conditioned, and there bf16/fp16 are held to the README's figures (bf16 52-62, fp16 66-79 dB)
+minus ~3 dB, with the category flips counted; the oracle weights' arithmetic (temperature 1, the
+half run's grouping) to bf16 >= 37 / fp16 >= 57 dB (measured 40-41 / 60-62).
 """
 
 from __future__ import annotations
@@ -46,14 +48,20 @@ def _half_run(model_sd: dict, x: torch.Tensor, dtype: torch.dtype, oracle, pinne
     )
 
 
-def _check_half(res: dict, x: torch.Tensor, scale: int, label: str) -> None:
+# PSNR vs fp32 floors: trained-like weights (README: bf16 52-62, fp16 66-79 dB) and the tempered,
+# pinned oracle weights (measured bf16 40-41, fp16 60-62 dB), each minus ~3 dB
+TRAINED_FLOOR = {torch.bfloat16: 49.0, torch.float16: 63.0}
+PINNED_FLOOR = {torch.bfloat16: 37.0, torch.float16: 57.0}
+
+
+def _check_half(res: dict, x: torch.Tensor, scale: int, label: str, floor: float) -> None:
     print(
         f"{label}: PSNR vs fp32 {res['psnr']:.1f} dB; tokens in another category: first layer "
         f"{res['first_flips']:.2%}, mean over layers {res['mean_flips']:.2%}, max {res['max_flips']:.2%}"
     )
     assert torch.isfinite(res["y"]).all()
     assert res["y"].shape == (1, 3, x.shape[2] * scale, x.shape[3] * scale)
-    assert res["psnr"] >= 30.0
+    assert res["psnr"] >= floor, (label, res["psnr"], floor)
 
 
 DTYPES = pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
@@ -64,12 +72,12 @@ DTYPES = pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=[
     "crop_args", [("astronaut", 100, 150, 32, 32), ("chelsea", 60, 120, 40, 28)], ids=["astronaut", "chelsea"]
 )
 def test_half_precision_trained_checkpoint(crop_args, dtype, crop, oracle):
-    """ATD-light x2 trained on photos (``tests/assets``): bf16/fp16 within 30 dB of fp32."""
+    """ATD-light x2 trained on photos (``tests/assets``): bf16/fp16 at the README's figures."""
     from safetensors.torch import load_file
 
     x = crop(*crop_args)
     res = _half_run(load_file(atd_weights.TRAINED), x, dtype, oracle)
-    _check_half(res, x, 2, f"trained ATD-light x2 {crop_args[0]} {dtype}")
+    _check_half(res, x, 2, f"trained ATD-light x2 {crop_args[0]} {dtype}", TRAINED_FLOOR[dtype])
     assert res["mean_flips"] > 0  # the bound holds although the grouping moves
 
 
@@ -80,10 +88,10 @@ def test_half_precision_trained_checkpoint(crop_args, dtype, crop, oracle):
     ids=["ATD_light_x3", "ATD_x4"],
 )
 def test_half_precision_official_init(variant, crop_args, dtype, weights, crop, oracle):
-    """Every official config at its official initialisation: bf16/fp16 within 30 dB of fp32."""
+    """Every official config at its official initialisation: bf16/fp16 at the README's figures."""
     x = crop(*crop_args)
     res = _half_run(official_weights(variant, weights), x, dtype, oracle)
-    _check_half(res, x, int(variant[-1]), f"{variant} official init {dtype}")
+    _check_half(res, x, int(variant[-1]), f"{variant} official init {dtype}", TRAINED_FLOOR[dtype])
 
 
 @DTYPES
@@ -104,7 +112,11 @@ def test_half_precision_arithmetic_on_oracle_weights(variant, crop_args, dtype, 
     )
     tempered = {k: torch.zeros_like(v) if k.endswith("logit_scale") else v for k, v in sd.items()}
     _check_half(
-        _half_run(tempered, x, dtype, oracle, pinned=True), x, int(variant[-1]), f"{variant} tempered, pinned"
+        _half_run(tempered, x, dtype, oracle, pinned=True),
+        x,
+        int(variant[-1]),
+        f"{variant} tempered, pinned",
+        PINNED_FLOOR[dtype],
     )
 
 
@@ -165,5 +177,9 @@ def test_fp16_with_a_stream_beyond_fp16_range(crop, oracle):
     run(model, x)
     assert max(peak) > 65504
     _check_half(
-        _half_run(sd, x, torch.float16, oracle), x, 2, f"stressed ATD-light x2 (stream peak {max(peak):.0f})"
+        _half_run(sd, x, torch.float16, oracle),
+        x,
+        2,
+        f"stressed ATD-light x2 (stream peak {max(peak):.0f})",
+        TRAINED_FLOOR[torch.float16],
     )

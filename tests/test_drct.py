@@ -27,7 +27,8 @@ from srt.arch.errors import ConfigError
 
 OFFICIAL = ["DRCT_x2", "DRCT_x3", "DRCT_x4", "DRCT_L_x2", "DRCT_L_x3", "DRCT_L_x4"]
 TOL = 1e-4
-MIN_HALF_PSNR = 35.0
+# PSNR vs fp32 floors at the README's figures (bf16 ~45.6, fp16 ~63 dB) minus ~2.5 dB
+MIN_HALF_PSNR = {torch.bfloat16: 43.0, torch.float16: 60.0}
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -261,7 +262,7 @@ def half_psnr(oracle, model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtyp
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_half_precision_small_crop(oracle, ours, crop, dtype):
     x = crop("astronaut", 100, 150, 32, 48)
-    assert half_psnr(oracle, ours("DRCT_x4"), x, dtype) >= MIN_HALF_PSNR
+    assert half_psnr(oracle, ours("DRCT_x4"), x, dtype) >= MIN_HALF_PSNR[dtype]
 
 
 @pytest.fixture(scope="module")
@@ -276,7 +277,7 @@ def fp32_128(ours, crop):
 def test_half_precision_128(oracle, fp32_128, dtype):
     """The full DRCT_x2 at 128x128 (fp16 on CPU is slow: this is the suite's one big fp16 run)."""
     model, x, ref = fp32_128
-    assert half_psnr(oracle, model, x, dtype, ref) >= MIN_HALF_PSNR
+    assert half_psnr(oracle, model, x, dtype, ref) >= MIN_HALF_PSNR[dtype]
 
 
 def test_fp16_stream_overflow_is_prevented(oracle, state_dict, crop):
@@ -294,4 +295,4 @@ def test_fp16_stream_overflow_is_prevented(oracle, state_dict, crop):
     naive = copy.deepcopy(model).half()
     naive.fp32_stream = False
     assert not bool(torch.isfinite(run(naive, x.half())).all())
-    assert half_psnr(oracle, model, x, torch.float16) >= MIN_HALF_PSNR
+    assert half_psnr(oracle, model, x, torch.float16) >= MIN_HALF_PSNR[torch.float16]

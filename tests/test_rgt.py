@@ -26,7 +26,8 @@ from srt.arch.rgt.attention import recursion_steps
 
 OFFICIAL = ["RGT_x2", "RGT_x3", "RGT_x4", "RGT_S_x2", "RGT_S_x3", "RGT_S_x4"]
 TOL = 1e-4
-MIN_HALF_PSNR = 35.0
+# PSNR vs fp32 floors at the README's figures (bf16 41-42, fp16 59-61 dB on these crops) minus ~2.5 dB
+MIN_HALF_PSNR = {torch.bfloat16: 38.5, torch.float16: 57.0}
 OFFICIAL_NAMES = {
     "depths": "depth",
     "num_heads": "num_heads",
@@ -239,12 +240,16 @@ def half_psnr(oracle, model: torch.nn.Module, x: torch.Tensor, dtype: torch.dtyp
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
 def test_half_precision_official_small_crop(oracle, ours, crop, dtype):
     """RGT-S x2 on a 24x40 photo crop (not the training size, not a window multiple)."""
-    assert half_psnr(oracle, ours("RGT_S_x2"), crop("astronaut", 200, 150, 24, 40), dtype) >= MIN_HALF_PSNR
+    assert (
+        half_psnr(oracle, ours("RGT_S_x2"), crop("astronaut", 200, 150, 24, 40), dtype)
+        >= MIN_HALF_PSNR[dtype]
+    )
 
 
 def test_bf16_official_40x56(oracle, ours, crop):
     assert (
-        half_psnr(oracle, ours("RGT_S_x2"), crop("coffee", 100, 200, 40, 56), torch.bfloat16) >= MIN_HALF_PSNR
+        half_psnr(oracle, ours("RGT_S_x2"), crop("coffee", 100, 200, 40, 56), torch.bfloat16)
+        >= MIN_HALF_PSNR[torch.bfloat16]
     )
 
 
@@ -253,7 +258,10 @@ def test_fp16_reduced_depth_40x56(oracle, state_dict, crop):
     sd = {k: v for k, v in state_dict("RGT_S_x2").items() if not k.startswith("layers.") or k[7] in "01"}
     model = load_state_dict(sd).model.eval()
     assert len(model.layers) == 2
-    assert half_psnr(oracle, model, crop("coffee", 100, 200, 40, 56), torch.float16) >= MIN_HALF_PSNR
+    assert (
+        half_psnr(oracle, model, crop("coffee", 100, 200, 40, 56), torch.float16)
+        >= MIN_HALF_PSNR[torch.float16]
+    )
 
 
 def test_float32_stream_makes_bf16_closer(oracle, ours, crop):
@@ -282,4 +290,4 @@ def test_fp16_with_a_stream_beyond_fp16_range(oracle, state_dict, crop):
     psnr = half_psnr(oracle, model, crop("astronaut", 200, 150, 24, 40), torch.float16)  # fp32 runs first
     print(f"stressed RGT-S x2: stream peak {peak[0]:.0f}, fp16 PSNR vs fp32 {psnr:.1f} dB")
     assert peak[0] > 65504
-    assert psnr >= MIN_HALF_PSNR
+    assert psnr >= MIN_HALF_PSNR[torch.float16]
