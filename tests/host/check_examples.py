@@ -90,8 +90,24 @@ def start(full_size: bool = False, ui_settings: dict | None = None):
     return h
 
 
-def load_in_page(ui, workflow: dict) -> dict:
-    """Load ``workflow`` as the template browser does; what the page then holds, node by node."""
+def load_in_page(ui, workflow: dict, tries: int = 3) -> list[dict]:
+    """Load ``workflow`` as the template browser does; what the page then holds, node by node.
+
+    A fresh page of a current front end may still be opening its own start-up workflow when the
+    first template is loaded, and that one then replaces it (seen once on 0.33: the first example
+    read back as core's default graph). The load is repeated until the page holds the workflow's
+    nodes (same ids and types); what it holds then is returned either way, for the checks."""
+    wanted = sorted((n["id"], n["type"]) for n in workflow["nodes"])
+    for attempt in range(tries):
+        nodes = _load_once(ui, workflow)
+        if sorted((n["id"], n["type"]) for n in nodes) == wanted:
+            break
+        print(f"NOTE  the page held other nodes after load {attempt + 1}; loading again")
+        time.sleep(2)
+    return nodes
+
+
+def _load_once(ui, workflow: dict) -> list[dict]:
     return ui.eval(
         f"""(async () => {{
         await app.loadGraphData({json.dumps(workflow)});
