@@ -97,7 +97,9 @@ def test_precision_psnr(report):
     rows = {r[0]: r[1:] for r in _rows(_section(report, TITLES["precision"]))[2:]}
     assert {*EXACT.values(), "ATD_light_x4", "ATD_light_x2 (trained asset)"} <= set(rows)
     for name, (bf16, fp16, sp_bf16, sp_fp16) in rows.items():
-        assert _number(bf16) > 30 and _number(fp16) > 30, name
+        # the smoke report's reduced configs, official init, measured bf16 53-62 / fp16 60-79 dB;
+        # floors at the low end minus ~4 dB (the README's own lowest figures: RGT 41 / 59 dB)
+        assert _number(bf16) >= 49.0 and _number(fp16) >= 56.0, (name, bf16, fp16)
         for cell in (sp_bf16, sp_fp16):  # spandrel: a PSNR or its recorded crash
             assert cell.startswith("crash: ") or _number(cell) > 0, (name, cell)
 
