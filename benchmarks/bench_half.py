@@ -19,20 +19,9 @@ import os
 
 import torch
 
+from .bench_models import FAMILY_DEFAULTS, state_dict_for
 from .common import REPO, import_pack, print_table, psnr
 
-DEFAULT_VARIANTS = [
-    "DAT_x4",
-    "DAT_S_x4",
-    "DAT_2_x4",
-    "DAT_light_x4",
-    "SwinIR_M_x4",
-    "SwinIR_S_x4",
-    "SwinIR_L_real_x4",
-    "HAT_S_x4",
-    "HAT_x4",
-    "HAT_L_x4",
-]
 HALF = {"bf16": torch.bfloat16, "fp16": torch.float16}
 FLAG = {"bf16": "supports_bfloat16", "fp16": "supports_half"}
 
@@ -56,10 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     import srt.arch as arch
     from srt.tests.model_helpers import load_oracle, photo_crop
 
-    from .bench_models import state_dict_for
-
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--variants", nargs="+", default=DEFAULT_VARIANTS)
+    p.add_argument("--variants", nargs="+", default=FAMILY_DEFAULTS)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave as is)")

@@ -22,12 +22,8 @@ import torch
 from .common import REPO, import_pack, print_table, time_call
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DEFAULT_VARIANTS = [
-    "RGT_S_x4",
-    "RGT_x4",
-    "DRCT_x4",
-    "ATD_x4",
-    "ATD_light_x4",
+# The official releases of the families without oracle goldens (also bench_half's defaults).
+FAMILY_DEFAULTS = [
     "DAT_x4",
     "DAT_S_x4",
     "DAT_2_x4",
@@ -39,6 +35,7 @@ DEFAULT_VARIANTS = [
     "HAT_x4",
     "HAT_L_x4",
 ]
+DEFAULT_VARIANTS = ["RGT_S_x4", "RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4", *FAMILY_DEFAULTS]
 # Families without oracle goldens: the official configs built by spandrel with the official
 # initialisation (tests/<family>_variants.py, the weights their tests use).
 FAMILY_VARIANTS = ("dat_variants", "swinir_variants", "hat_variants")
