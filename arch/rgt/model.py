@@ -2,22 +2,10 @@
 
 from __future__ import annotations
 
-import torch
-from einops.layers.torch import Rearrange
-from torch import Tensor, nn
+from torch import Tensor
 
-from ..common.image import image_mean
-from ..common.model import (
-    UPSAMPLE_FEATURES,
-    SRModel,
-    attention_elements,
-    token_elements,
-    upsampler_elements,
-)
-from ..common.residual import residual_conv
-from ..common.state import ignore_derived_buffers
-from ..common.stream import norm_to, stream_dtype
-from ..common.upsample import PixelShuffleUpsample
+from ..common.grouped import GroupedTokenSR
+from ..common.model import attention_elements, token_elements, upsampler_elements
 from ..errors import InputSizeError
 from .attention import recursion_steps
 from .blocks import ResidualGroup
@@ -27,7 +15,7 @@ from .config import RGTConfig
 MIN_INPUT_SIZE = 16
 
 
-class RGT(SRModel):
+class RGT(GroupedTokenSR):
     """Recursive Generalization Transformer (Chen et al., ICLR 2024) for super-resolution.
 
     Keys and shapes match the official checkpoints; saved shift masks and position-index
@@ -47,29 +35,17 @@ class RGT(SRModel):
         # position biases: 2 branches x up to 4 window-piece shapes per L-SA block, for two (device, dtype)
         lsa_blocks = sum((d + 1) // 2 for d in c.depths)
         super().__init__(c, cache_entries=2 * 2 * 4 * lsa_blocks + 8)
-        self.img_range = c.img_range
-        self.fp32_stream = True
-        self.register_buffer("mean", image_mean(c.in_chans), persistent=False)
-
-        # shallow features, then tokens (B, H, W, C)
-        self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
-        self.before_RG = nn.Sequential(Rearrange("b c h w -> b h w c"), nn.LayerNorm(c.embed_dim))
-        # deep features
         hidden = int(c.embed_dim * c.mlp_ratio)
         split = (int(c.split_size[0]), int(c.split_size[1]))
-        self.layers = nn.ModuleList(
-            ResidualGroup(i, c.embed_dim, d, heads, hidden, split, c.c_ratio, c.resi_connection, c.qkv_bias)
-            for i, (d, heads) in enumerate(zip(c.depths, c.num_heads, strict=True))
+        self.build_trunk(
+            c,
+            (
+                ResidualGroup(
+                    i, c.embed_dim, d, heads, hidden, split, c.c_ratio, c.resi_connection, c.qkv_bias
+                )
+                for i, (d, heads) in enumerate(zip(c.depths, c.num_heads, strict=True))
+            ),
         )
-        self.norm = nn.LayerNorm(c.embed_dim)
-        self.conv_after_body = residual_conv(c.embed_dim, c.resi_connection)
-        # reconstruction (the reference's LeakyReLU keeps torch's default slope here)
-        self.conv_before_upsample = nn.Sequential(
-            nn.Conv2d(c.embed_dim, UPSAMPLE_FEATURES, 3, 1, 1), nn.LeakyReLU()
-        )
-        self.upsample = PixelShuffleUpsample(c.scale, UPSAMPLE_FEATURES)
-        self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, c.in_chans, 3, 1, 1)
-        ignore_derived_buffers(self)
 
     def working_set_per_pixel(self, tile_h: int, tile_w: int) -> float:
         """Block activations, the rectangle windows' attention (or RG-SA's, whose key count grows
@@ -96,16 +72,4 @@ class RGT(SRModel):
                 f"RGT input is {h}x{w}: both sides must be at least {MIN_INPUT_SIZE} px. "
                 "Pad the image (spandrel's ImageModelDescriptor does this for you)."
             )
-        mean = self.mean.to(x.dtype)
-        # channels-last from the start: token views and convs then need no copies
-        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
-        shallow = self.conv_first(x)
-        # the residual stream runs in float32 under half-precision weights (common/stream.py)
-        stream = stream_dtype(x.dtype, self.fp32_stream)
-        to_tokens, norm = self.before_RG
-        tokens = norm_to(norm, to_tokens(shallow).to(stream), stream)
-        for layer in self.layers:
-            tokens = layer(tokens, self.cached_geometry)
-        deep = self.conv_after_body(norm_to(self.norm, tokens, x.dtype).permute(0, 3, 1, 2)) + shallow
-        out = self.conv_last(self.upsample(self.conv_before_upsample(deep)))
-        return (out / self.img_range + mean).contiguous()
+        return super().forward(x)

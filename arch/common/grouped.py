@@ -1,0 +1,85 @@
+"""The network skeleton RGT and DAT share (both by Chen et al.; the key layout is theirs).
+
+Shallow conv (``conv_first``), tokens ``(B, H, W, C)`` through ``before_RG`` (channels-last
+rearrange and LayerNorm), residual groups (``layers``, the family's own), ``norm``,
+``conv_after_body`` with the shallow features added back, then the reconstruction: pixel-shuffle
+(``conv_before_upsample``, ``upsample``, ``conv_last``) or pixel-shuffle-direct (``upsample``).
+Each group is called as ``group(tokens, cached_geometry)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from einops.layers.torch import Rearrange
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .image import image_mean
+from .model import UPSAMPLE_FEATURES, SRModel
+from .residual import residual_conv
+from .state import ignore_derived_buffers
+from .stream import norm_to, stream_dtype
+from .upsample import PixelShuffleDirect, PixelShuffleUpsample
+
+
+class GroupedTokenSR(SRModel):
+    """Base of the RGT and DAT root modules: subclasses call :meth:`build_trunk` in ``__init__``.
+
+    Attributes:
+        fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
+            it) in float32, as autocast training does; the groups' branches and the convs run in
+            the weights' dtype. No effect in float32.
+    """
+
+    def build_trunk(
+        self, c: ModelConfig, groups: Iterable[nn.Module], upsampler: str = "pixelshuffle"
+    ) -> None:
+        """Every module but the groups' insides, in the official registration order.
+
+        Args:
+            c: the config (``in_chans``, ``embed_dim``, ``img_range``, ``resi_connection``, ``scale``).
+            groups: the residual groups, built in order.
+            upsampler: ``"pixelshuffle"`` or ``"pixelshuffledirect"``.
+        """
+        self.img_range = c.img_range
+        self.fp32_stream = True
+        self.upsampler = upsampler
+        self.register_buffer("mean", image_mean(c.in_chans), persistent=False)
+        # shallow features, then tokens (B, H, W, C)
+        self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
+        self.before_RG = nn.Sequential(Rearrange("b c h w -> b h w c"), nn.LayerNorm(c.embed_dim))
+        # deep features
+        self.layers = nn.ModuleList(groups)
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.conv_after_body = residual_conv(c.embed_dim, c.resi_connection)
+        # reconstruction (the reference's LeakyReLU keeps torch's default slope here)
+        if upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(
+                nn.Conv2d(c.embed_dim, UPSAMPLE_FEATURES, 3, 1, 1), nn.LeakyReLU()
+            )
+            self.upsample: nn.Module = PixelShuffleUpsample(c.scale, UPSAMPLE_FEATURES)
+            self.conv_last = nn.Conv2d(UPSAMPLE_FEATURES, c.in_chans, 3, 1, 1)
+        else:
+            self.upsample = PixelShuffleDirect(c.scale, c.embed_dim, c.in_chans)
+        ignore_derived_buffers(self)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, C, H, W)`` image -> ``(B, C, scale*H, scale*W)``."""
+        mean = self.mean.to(x.dtype)
+        # channels-last from the start: token views and convs then need no copies
+        x = ((x - mean) * self.img_range).contiguous(memory_format=torch.channels_last)
+        shallow = self.conv_first(x)
+        # the residual stream runs in float32 under half-precision weights (common/stream.py)
+        stream = stream_dtype(x.dtype, self.fp32_stream)
+        to_tokens, norm = self.before_RG
+        tokens = norm_to(norm, to_tokens(shallow).to(stream), stream)
+        for layer in self.layers:
+            tokens = layer(tokens, self.cached_geometry)
+        deep = self.conv_after_body(norm_to(self.norm, tokens, x.dtype).permute(0, 3, 1, 2)) + shallow
+        if self.upsampler == "pixelshuffle":
+            out = self.conv_last(self.upsample(self.conv_before_upsample(deep)))
+        else:
+            out = self.upsample(deep)
+        return (out / self.img_range + mean).contiguous()
