@@ -4,7 +4,8 @@ Shallow conv (``conv_first``), tokens ``(B, H, W, C)`` through ``before_RG`` (ch
 rearrange and LayerNorm), residual groups (``layers``, the family's own), ``norm``,
 ``conv_after_body`` with the shallow features added back, then the reconstruction: pixel-shuffle
 (``conv_before_upsample``, ``upsample``, ``conv_last``) or pixel-shuffle-direct (``upsample``).
-Each group is called as ``group(tokens, cached_geometry)``.
+Each group is called as ``group(tokens, cached_geometry)``; both families' groups are a
+:class:`TokenResidualGroup` of their own blocks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,33 @@ from torch import Tensor, nn
 
 from .config import ModelConfig
 from .image import image_mean
-from .model import UPSAMPLE_FEATURES, SRModel
-from .residual import residual_conv
+from .model import UPSAMPLE_FEATURES, GeometryLookup, SRModel
+from .residual import residual_conv, residual_conv_from_stream
 from .state import ignore_derived_buffers
 from .stream import norm_to, stream_dtype
 from .upsample import PixelShuffleDirect, PixelShuffleUpsample
+
+
+class TokenResidualGroup(nn.Module):
+    """Blocks on ``(B, H, W, C)`` tokens, the group-closing conv, and the group's residual connection.
+
+    Args:
+        blocks: the group's blocks, each called as ``block(tokens, geometry)``.
+        dim: token channels.
+        resi_connection: ``"1conv"`` or ``"3conv"``.
+    """
+
+    def __init__(self, blocks: Iterable[nn.Module], dim: int, resi_connection: str) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.conv = residual_conv(dim, resi_connection)
+
+    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
+        y = x
+        for block in self.blocks:
+            y = block(y, geometry)
+        dtype = next(self.conv.parameters()).dtype
+        return x + residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype).permute(0, 2, 3, 1)
 
 
 class GroupedTokenSR(SRModel):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..common.gated_mlp import GatedMLP
+from ..common.grouped import TokenResidualGroup
 from ..common.model import GeometryLookup
-from ..common.residual import residual_conv, residual_conv_from_stream
 from ..common.stream import norm_to
 from .attention import ChannelAttention, SpatialAttention
 
@@ -35,7 +35,7 @@ class Block(nn.Module):
         return self.ffn(norm_to(self.norm2, x, dtype), residual=x)
 
 
-class ResidualGroup(nn.Module):
+class ResidualGroup(TokenResidualGroup):
     """``depth`` blocks alternating spatial and channel attention, a conv, and a residual connection.
 
     Args:
@@ -62,7 +62,6 @@ class ResidualGroup(nn.Module):
         qkv_bias: bool = True,
         qk_scale: float | None = None,
     ) -> None:
-        super().__init__()
         blocks = []
         for j in range(depth):
             if j % 2 == 0:
@@ -74,12 +73,4 @@ class ResidualGroup(nn.Module):
             else:
                 attn = ChannelAttention(dim, heads, qkv_bias)
             blocks.append(Block(dim, attn, ffn_hidden))
-        self.blocks = nn.ModuleList(blocks)
-        self.conv = residual_conv(dim, resi_connection)
-
-    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
-        y = x
-        for block in self.blocks:
-            y = block(y, geometry)
-        dtype = next(self.conv.parameters()).dtype
-        return x + residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype).permute(0, 2, 3, 1)
+        super().__init__(blocks, dim, resi_connection)

@@ -6,8 +6,8 @@ import torch
 from torch import Tensor, nn
 
 from ..common.gated_mlp import GatedMLP
+from ..common.grouped import TokenResidualGroup
 from ..common.model import GeometryLookup
-from ..common.residual import residual_conv, residual_conv_from_stream
 from ..common.stream import norm_to
 from .attention import LSA, RGSA
 
@@ -40,7 +40,7 @@ class Block(nn.Module):
         return torch.addcmul(y, x, self.gamma.to(x.dtype))
 
 
-class ResidualGroup(nn.Module):
+class ResidualGroup(TokenResidualGroup):
     """``depth`` blocks alternating L-SA and RG-SA, a conv, and a residual connection.
 
     Args:
@@ -67,7 +67,6 @@ class ResidualGroup(nn.Module):
         resi_connection: str,
         qkv_bias: bool = True,
     ) -> None:
-        super().__init__()
         blocks = []
         for j in range(depth):
             if j % 2 == 0:
@@ -76,12 +75,4 @@ class ResidualGroup(nn.Module):
             else:
                 attn = RGSA(dim, heads, c_ratio, qkv_bias)
             blocks.append(Block(dim, attn, mlp_hidden))
-        self.blocks = nn.ModuleList(blocks)
-        self.conv = residual_conv(dim, resi_connection)
-
-    def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
-        y = x
-        for block in self.blocks:
-            y = block(y, geometry)
-        dtype = next(self.conv.parameters()).dtype
-        return x + residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype).permute(0, 2, 3, 1)
+        super().__init__(blocks, dim, resi_connection)
