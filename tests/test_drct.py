@@ -183,7 +183,7 @@ def test_shift_masks_equal_saved_official_masks(state_dict, ours):
     """Our four window kinds reproduce the official mask saved for the 64x64 training size."""
     saved = state_dict("DRCT_x4")["layers.0.swin2.attn_mask"]  # (16 windows, 256, 256)
     model = ours("DRCT_x4")
-    _, kinds = model.window_biases(torch.zeros(1, 180, 64, 64))
+    _, kinds, _ = model.window_geometry(torch.zeros(1, 180, 64, 64))
     grid = 64 // 16
     for i in range(grid):
         for j in range(grid):
@@ -209,7 +209,7 @@ def test_geometry_cached_per_device_and_dtype(oracle):
     assert len(model.geometry_cache) == 2 + 2
     run(model.to(torch.bfloat16), torch.rand(1, 3, 8, 12, dtype=torch.bfloat16))
     assert len(model.geometry_cache) == 2 + 1, "converting the model empties the cache; bf16 entries built"
-    biases, masks = model.window_biases(torch.zeros(1, 24, 8, 8, dtype=torch.bfloat16))
+    biases, masks, _ = model.window_geometry(torch.zeros(1, 24, 8, 12, dtype=torch.bfloat16))
     assert len(model.geometry_cache) == 3
     assert masks.dtype == biases[0][0].dtype == torch.bfloat16
     # a copy starts empty, and loading weights empties the cache (biases derive from weights)

@@ -370,12 +370,14 @@ def test_geometry_built_once_for_every_size(monkeypatch):
     monkeypatch.setattr(hat_model, "overlap_position_index", counted)
     for hw in [(16, 16), (13, 19), (5, 9), (40, 24)]:
         run(model, torch.rand(1, 3, *hw))
-    assert calls["overlap"] == 1 and len(model.geometry_cache) == 2
-    groups, masks = model.window_biases(torch.zeros(1, 16, 8, 8))
+    # biases and masks once; the shifted windows once per padded size (16x16, 16x24, 8x16, 40x24)
+    assert calls["overlap"] == 1 and len(model.geometry_cache) == 2 + 4
+    groups, masks, order = model.window_geometry(torch.zeros(1, 16, 8, 16))
     assert masks.shape == (4, 1, 64, 64) and groups[1][1].shape == (4, 64, 144)
+    assert order.counts == (0, 0, 1, 1) and len(model.geometry_cache) == 2 + 4
     bf16 = copy.deepcopy(model).to(torch.bfloat16)
     run(bf16, torch.rand(1, 3, 8, 8, dtype=torch.bfloat16))
-    groups, masks = bf16.window_biases(torch.zeros(1, 16, 8, 8, dtype=torch.bfloat16))
+    groups, masks, _ = bf16.window_geometry(torch.zeros(1, 16, 8, 8, dtype=torch.bfloat16))
     assert masks.dtype == groups[0][0][0].dtype == groups[0][1].dtype == torch.bfloat16
 
 

@@ -316,7 +316,7 @@ def test_shift_masks_equal_saved_official_masks():
     """Our four window kinds reproduce the mask the official model saves for its 64 px training size."""
     _, sd = reference("SwinIR_S_x2")
     saved = sd["layers.0.residual_group.blocks.1.attn_mask"]  # (64 windows, 64, 64)
-    _, kinds = ours("SwinIR_S_x2").window_biases(torch.zeros(1, 60, 8, 8))
+    _, kinds, _ = ours("SwinIR_S_x2").window_geometry(torch.zeros(1, 60, 8, 8))
     grid = 64 // 8
     for i in range(grid):
         for j in range(grid):
@@ -333,7 +333,7 @@ def test_geometry_cached_per_device_and_dtype(oracle):
     assert len(model.geometry_cache) == 2 + 2
     run(model.to(torch.bfloat16), torch.rand(1, 3, 8, 12, dtype=torch.bfloat16))
     assert len(model.geometry_cache) == 2 + 1, "converting the model empties the cache"
-    biases, masks = model.window_biases(torch.zeros(1, 12, 8, 8, dtype=torch.bfloat16))
+    biases, masks, _ = model.window_geometry(torch.zeros(1, 12, 8, 12, dtype=torch.bfloat16))
     assert len(model.geometry_cache) == 3 and masks.dtype == biases[0][0].dtype == torch.bfloat16
     assert len(copy.deepcopy(model).geometry_cache) == 0
     model.load_state_dict(model.state_dict())

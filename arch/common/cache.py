@@ -12,6 +12,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import TypeVar
 
+import torch
+
 T = TypeVar("T")
 
 
@@ -25,7 +27,8 @@ class GeometryCache:
     def get(self, key: Hashable, build: Callable[[], T]) -> T:
         """The value stored under ``key``, built (and stored) on first use."""
         if key in self._items:
-            self._items.move_to_end(key)
+            if not torch.compiler.is_compiling():  # a compiled forward only reads (no side effects)
+                self._items.move_to_end(key)
             return self._items[key]  # type: ignore[return-value]
         value = build()
         self._items[key] = value

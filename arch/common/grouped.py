@@ -87,6 +87,7 @@ class GroupedTokenSR(SRModel):
         else:
             self.upsample = PixelShuffleDirect(c.scale, c.embed_dim, c.in_chans)
         ignore_derived_buffers(self)
+        self.name_geometry_owners()
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` image -> ``(B, C, scale*H, scale*W)``."""

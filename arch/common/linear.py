@@ -8,6 +8,11 @@ twice the speed on the token-by-channel GEMMs of SR transformers, which are most
 The oneDNN op has no autograd formula, so it is used only where no gradient is needed, on
 float32 CPU tensors, when oneDNN is available and enabled (``torch.backends.mkldnn.flags``);
 everything else (CUDA, half precision, training) goes through ``F.linear``.
+
+Under ``torch.compile`` (and ``torch.export``) the fused op is never used: it is opaque to the
+compiler (no fake-tensor kernel), so a traced forward would break into one graph per linear.
+Traced graphs get plain ``F.linear`` / GELU / add, which inductor fuses by itself. This module is
+the one place that switch lives.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ def _onednn_usable() -> bool:
 
 
 def _wants_onednn(x: Tensor, weight: Tensor) -> bool:
+    if torch.compiler.is_compiling():
+        return False  # the one switch: traced graphs get plain ops, which inductor fuses itself
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):

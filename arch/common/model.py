@@ -65,6 +65,18 @@ class SRModel(nn.Module):
         with torch.no_grad():
             return self.geometry_cache.get((name, shape, ref.device, ref.dtype), build)
 
+    def name_geometry_owners(self) -> None:
+        """Give every submodule that caches geometry of its own (it has a ``geometry_name``
+        attribute) its path in the model as that name, the key of its cache entries.
+
+        Keys are then equal in every model of one config (and in its half copies and reloads):
+        ``torch.compile`` guards on them, so a key holding an object identity (``id(module)``)
+        would compile the forward again for every model instance.
+        """
+        for name, module in self.named_modules():
+            if module is not self and hasattr(module, "geometry_name"):
+                module.geometry_name = name
+
     def release_caches(self) -> None:
         """Empty every geometry cache of the model (masks, biases, indices)."""
         self.geometry_cache.clear()

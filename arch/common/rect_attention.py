@@ -63,11 +63,14 @@ class RectWindowAttention(nn.Module):
         self.window = window
         self.scale = scale or (dim // heads) ** -0.5
         self.pos = DynamicPosBias(dim // 4 // 4, heads)
+        # its key in the model's geometry cache: the module's path, set by the model
+        # (SRModel.name_geometry_owners), never an object identity the compiler would guard on
+        self.geometry_name = "rect"
 
     def position_bias(self, shape: tuple[int, int], ref: Tensor, geometry: GeometryLookup) -> Tensor:
         """``(1, heads, n, n)`` bias for windows of ``shape`` (a window or a border piece of one)."""
         build = lambda: self._build_bias(shape, ref.device, ref.dtype)  # noqa: E731
-        return geometry(("rect.position_bias", id(self)), ref, build, shape)
+        return geometry(("rect.position_bias", self.geometry_name), ref, build, shape)
 
     def _build_bias(self, shape: tuple[int, int], device: torch.device, dtype: torch.dtype) -> Tensor:
         wh, ww = self.window

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import torch
 from einops import rearrange
 from torch import Tensor
 
@@ -35,8 +36,15 @@ def _strips(size: int, window: int, shift: int) -> list[tuple[int, int, int]]:
     return [s for s in strips if s[1] > s[0]]
 
 
-@lru_cache(maxsize=256)
 def window_groups(h: int, w: int, window: tuple[int, int], shift: tuple[int, int]) -> tuple[WindowGroup, ...]:
+    """:func:`tile_windows`, remembered per argument in eager runs; a compiled forward traces it
+    once per shape into constants (the compiler does not go through an ``lru_cache``)."""
+    if torch.compiler.is_compiling():
+        return tile_windows(h, w, window, shift)
+    return _remembered_groups(h, w, window, shift)
+
+
+def tile_windows(h: int, w: int, window: tuple[int, int], shift: tuple[int, int]) -> tuple[WindowGroup, ...]:
     """Tile an ``h`` x ``w`` grid (multiples of ``window``) with windows shifted by ``shift``.
 
     Args:
@@ -52,6 +60,9 @@ def window_groups(h: int, w: int, window: tuple[int, int], shift: tuple[int, int
             groups.setdefault((wh, ww), []).append(((r0, r1), (c0, c1)))
     ordered = sorted(groups.items(), key=lambda kv: -kv[0][0] * kv[0][1])
     return tuple((shape, tuple(regions)) for shape, regions in ordered)
+
+
+_remembered_groups = lru_cache(maxsize=256)(tile_windows)
 
 
 def _count(b: int, region: Region, wh: int, ww: int) -> int:

@@ -14,16 +14,21 @@ weights' dtype, their sums stay in the stream's dtype.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from einops import rearrange
 from torch import Tensor, nn
 
 from .linear import Linear, linear, linear_add
+from .model import SRModel
 from .position import lookup_position_bias
 from .stream import norm_to
-from .windows import window_partition, window_reverse, windowed_attention
+from .windows import shift_mask_kinds, window_partition, window_reverse, windowed_attention
+
+B = TypeVar("B")
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,33 @@ def shifted_windows(h: int, w: int, window: int, device: torch.device) -> Shifte
     gather = windows.squeeze(-1)[by_kind].flatten()
     scatter = torch.empty_like(gather)
     scatter[gather] = torch.arange(gather.numel(), device=device)
-    counts = torch.bincount(kinds, minlength=4).tolist()
-    return ShiftedWindows(gather, scatter, tuple(counts))
+    return ShiftedWindows(gather, scatter, shifted_window_counts(h // window, w // window))
+
+
+def shifted_window_counts(rows: int, cols: int) -> tuple[int, int, int, int]:
+    """Windows of each kind (:func:`~.windows.window_kind`) in a ``rows x cols`` shifted grid,
+    from the grid's size alone (no device tensor is read back)."""
+    return ((rows - 1) * (cols - 1), rows - 1, cols - 1, 1)
+
+
+def swin_geometry(
+    model: SRModel, x: Tensor, window: int, biases: Callable[[], B]
+) -> tuple[B, Tensor, ShiftedWindows]:
+    """What every Swin layer of one forward reads, from ``model``'s geometry cache, for features
+    ``x`` ``(B, C, H, W)`` whose sides are multiples of ``window``.
+
+    Returns:
+        ``biases()`` (the family's position biases, once per device and dtype), the ``(4, 1, N, N)``
+        shift masks (likewise: neither depends on the size) and the :class:`ShiftedWindows` of
+        this ``H x W`` grid (once per size). Built eagerly on a cache miss; a compiled forward after
+        the first tile of a shape only reads them: no host sync, nothing rebuilt per block.
+    """
+    h, w = x.shape[-2:]
+    masks = model.cached_geometry("swin.shift_masks", x, lambda: shift_mask_kinds(window, x.device, x.dtype))
+    order = model.cached_geometry(
+        "swin.shifted_windows", x, lambda: shifted_windows(h, w, window, x.device), h, w
+    )
+    return model.cached_geometry("swin.position_biases", x, biases), masks, order
 
 
 class Mlp(nn.Module):
@@ -138,15 +168,13 @@ class SwinLayer(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, mlp_hidden)
 
-    def forward(
-        self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows | None = None
-    ) -> Tensor:
+    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
         pos_bias: ``(heads, N, N)`` relative-position bias of this layer.
         shift_masks: ``(4, 1, N, N)`` masks of the four shifted-window kinds (unused unshifted).
-        order: the shifted grid's window order for this ``H x W`` (:func:`shifted_windows`,
-            cached by the model); built here when not given. Unused unshifted.
+        order: the shifted grid's window order for this ``H x W`` (:func:`swin_geometry`: built
+            once per size before the layers run, never per layer). Unused unshifted.
         """
         compute = self.attn.qkv.weight.dtype
         # branches run in the weights' dtype on normalised inputs; sums stay in the stream's dtype
@@ -158,7 +186,7 @@ class SwinLayer(nn.Module):
         x: Tensor,
         pos_bias: Tensor,
         shift_masks: Tensor,
-        order: ShiftedWindows | None = None,
+        order: ShiftedWindows,
         residual: Tensor | None = None,
     ) -> Tensor:
         """The attention branch on normalised tokens ``x``, plus ``residual`` when given."""
@@ -172,7 +200,6 @@ class SwinLayer(nn.Module):
         # shifted windows: one gather puts the tokens of every shifted window together, windows
         # of one mask kind next to each other; project, attend kind by kind (one bias each),
         # scatter back and project the output (projections are per token, so order-free)
-        order = order or shifted_windows(h, w, ws, x.device)
         qkv = self.attn.qkv(x.reshape(b, h * w, c).index_select(1, order.gather))
         out = qkv.new_empty(b, h * w, c)
         start = 0

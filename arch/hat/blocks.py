@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from ..common.linear import linear
 from ..common.residual import residual_conv_from_stream
 from ..common.stream import norm_to
-from ..common.swin import SwinLayer
+from ..common.swin import ShiftedWindows, SwinLayer
 from .ocab import OCAB
 
 
@@ -106,15 +106,16 @@ class HAB(SwinLayer):
         self.conv_scale = conv_scale
         self.conv_block = ConvBlock(dim, conv_hidden, squeezed)
 
-    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor) -> Tensor:
+    def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream.
         pos_bias: ``(heads, N, N)`` relative-position bias of this block.
         shift_masks: ``(4, 1, N, N)`` masks of the four shifted-window kinds (unused unshifted).
+        order: the shifted windows of this ``H x W`` grid (cached by the model; unused unshifted).
         """
         compute = self.attn.qkv.weight.dtype
         normed = norm_to(self.norm1, x, compute)
-        x = x + self._attend(normed, pos_bias, shift_masks) + self.conv_block(normed) * self.conv_scale
+        x = x + self._attend(normed, pos_bias, shift_masks, order) + self.conv_block(normed) * self.conv_scale
         return x + self.mlp(norm_to(self.norm2, x, compute))
 
 
@@ -141,16 +142,19 @@ class RHAG(nn.Module):
         self.residual_group = AttentionBlocks(blocks, overlap_attn)
         self.conv = conv
 
-    def forward(self, x: Tensor, hab_biases: list[Tensor], ocab_bias: Tensor, shift_masks: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, hab_biases: list[Tensor], ocab_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows
+    ) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream.
         hab_biases: each HAB's ``(heads, N, N)`` position bias.
         ocab_bias: the OCAB's ``(heads, ws*ws, ow*ow)`` position bias.
         shift_masks: ``(4, 1, N, N)`` shifted-window masks.
+        order: the shifted windows of this ``H x W`` grid.
         """
         y = x
         for block, bias in zip(self.residual_group.blocks, hab_biases, strict=True):
-            y = block(y, bias, shift_masks)
+            y = block(y, bias, shift_masks, order)
         y = self.residual_group.overlap_attn(y, ocab_bias)
         if self.conv is None:
             return y + x

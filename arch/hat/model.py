@@ -20,8 +20,8 @@ from ..common.model import SRModel, attention_elements, token_elements, upsample
 from ..common.position import relative_position_index
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
+from ..common.swin import ShiftedWindows, swin_geometry
 from ..common.upsample import PixelShuffleUpsample
-from ..common.windows import shift_mask_kinds
 from ..errors import InputSizeError
 from .blocks import HAB, RHAG
 from .config import HATConfig
@@ -97,9 +97,13 @@ class HAT(SRModel):
 
     # ---- geometry: built once per (device, dtype), shared by all blocks and tiles ----------------
 
-    def window_biases(self, x: Tensor) -> tuple[list[tuple[list[Tensor], Tensor]], Tensor]:
-        """Per group: each HAB's ``(heads, N, N)`` bias and the OCAB's ``(heads, N, M)`` bias; and the
-        ``(4, 1, N, N)`` shift masks. None depends on the input size: one entry per device and dtype.
+    def window_geometry(
+        self, x: Tensor
+    ) -> tuple[list[tuple[list[Tensor], Tensor]], Tensor, ShiftedWindows]:
+        """Per group: each HAB's ``(heads, N, N)`` bias and the OCAB's ``(heads, N, M)`` bias; the
+        ``(4, 1, N, N)`` shift masks; the shifted windows of ``x``'s grid
+        (:func:`~..common.swin.swin_geometry`). Biases and masks do not depend on the input size:
+        one entry per device and dtype; the shifted windows one per size.
         """
         ws, ow = self.window_size, self.config.overlap_window
 
@@ -117,20 +121,19 @@ class HAT(SRModel):
                 for g in self.layers
             ]
 
-        masks = self.cached_geometry("hat.shift_masks", x, lambda: shift_mask_kinds(ws, x.device, x.dtype))
-        return self.cached_geometry("hat.position_biases", x, biases), masks
+        return swin_geometry(self, x, ws, biases)
 
     # ---- forward ---------------------------------------------------------------------------------
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
-        groups, shift_masks = self.window_biases(x)
+        groups, shift_masks, order = self.window_geometry(x)
         stream = stream_dtype(x.dtype, self.fp32_stream)
         tokens = self.patch_embed(x, stream)
         if self.config.ape:
             tokens = tokens + self.absolute_pos_embed.to(stream).view(1, *tokens.shape[1:])
         for rhag, (hab_biases, ocab_bias) in zip(self.layers, groups, strict=True):
-            tokens = rhag(tokens, hab_biases, ocab_bias, shift_masks)
+            tokens = rhag(tokens, hab_biases, ocab_bias, shift_masks, order)
         return rearrange(norm_to(self.norm, tokens, x.dtype), "b h w c -> b c h w")
 
     def _pad(self, x: Tensor) -> Tensor:

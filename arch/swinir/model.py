@@ -25,9 +25,8 @@ from ..common.position import relative_position_index
 from ..common.residual import residual_conv
 from ..common.state import ignore_derived_buffers
 from ..common.stream import norm_to, stream_dtype
-from ..common.swin import shifted_windows
+from ..common.swin import ShiftedWindows, swin_geometry
 from ..common.upsample import PixelShuffleDirect, PixelShuffleUpsample
-from ..common.windows import shift_mask_kinds
 from .blocks import RSTB
 from .config import SwinIRConfig
 
@@ -123,11 +122,12 @@ class SwinIR(SRModel):
 
     # ---- geometry: built once per (device, dtype), shared by all layers and tiles ----------------
 
-    def window_biases(self, x: Tensor) -> tuple[list[list[Tensor]], Tensor]:
-        """Per-layer position biases ``(heads, N, N)`` and the ``(4, 1, N, N)`` shift masks for ``x``.
+    def window_geometry(self, x: Tensor) -> tuple[list[list[Tensor]], Tensor, ShiftedWindows]:
+        """Per-layer position biases ``(heads, N, N)``, the ``(4, 1, N, N)`` shift masks and the
+        shifted windows for features ``x`` (:func:`~..common.swin.swin_geometry`).
 
-        Neither depends on the input size (a shifted window is one of four kinds whatever the
-        image size), so one entry per device and dtype serves every tile.
+        Biases and masks do not depend on the input size (a shifted window is one of four kinds
+        whatever the image size), so one entry per device and dtype serves every tile.
         """
         ws = self.window_size
 
@@ -138,18 +138,13 @@ class SwinIR(SRModel):
                 for rstb in self.layers
             ]
 
-        masks = self.cached_geometry("swinir.shift_masks", x, lambda: shift_mask_kinds(ws, x.device, x.dtype))
-        return self.cached_geometry("swinir.position_biases", x, biases), masks
+        return swin_geometry(self, x, ws, biases)
 
     # ---- forward ---------------------------------------------------------------------------------
 
     def forward_features(self, x: Tensor) -> Tensor:
         """Deep features of ``(B, embed_dim, H, W)`` (sides multiples of the window)."""
-        pos_biases, shift_masks = self.window_biases(x)
-        h, w = x.shape[-2:]
-        order = self.cached_geometry(
-            "swinir.shifted_windows", x, lambda: shifted_windows(h, w, self.window_size, x.device), h, w
-        )
+        pos_biases, shift_masks, order = self.window_geometry(x)
         # the residual stream runs in float32 under half weights; the result comes back in x's dtype
         tokens = self.patch_embed(x, stream_dtype(x.dtype, self.fp32_stream))
         for rstb, biases in zip(self.layers, pos_biases, strict=True):
