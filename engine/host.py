@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .compiled import CompileStats
 from .placement import Placement
 
 log = logging.getLogger(__name__)
@@ -61,7 +62,8 @@ class Settings:
     """User settings. ``tile=0``: automatic; ``output_scale=0``: the model's own scale.
 
     ``compile``: run the model through ``torch.compile`` (opt-in; all tiles of a run have one
-    shape, so it compiles once per model class, tile shape and dtype, and later runs reuse it).
+    shape, so it compiles once per model class, tile shape and dtype, and later runs reuse it; on
+    CUDA with inductor the tiles replay a CUDA graph).
     """
 
     tile: int = 0
@@ -86,6 +88,7 @@ class Report:
     # torch.compile's cost in this run: per tile shape and dtype, the first compiled tile's time minus a
     # steady compiled tile's (0 when an earlier run compiled it; see engine/compiled.py)
     compile_seconds: float = 0.0
+    compile: CompileStats = field(default_factory=CompileStats)  # graphs, breaks, recompiles, CUDA graphs
     notes: list[str] = field(default_factory=list)
 
 

@@ -56,7 +56,10 @@ class TileRun:
         self.done = 0
         self.half_tiles = 0  # tiles tried in a half precision
         self.half_checked = 0  # of those, how many have had their flag read
-        self.compiled = CompiledRun(host.compile_backend, host.device)
+        self.compiled = CompiledRun(
+            host.compile_backend, host.device, host.warn, lambda e: is_oom(e, host.oom_exceptions)
+        )
+        self.report.compile = self.compiled.stats
 
     def overlap(self) -> int:
         return max(0, min(self.settings.overlap, self.tile // 2))

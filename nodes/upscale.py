@@ -63,9 +63,9 @@ def summary(r, run_plan: Plan, seconds: float) -> str:
     """One log line: frames, sizes, dtype, tiles, time."""
     dtype = str(r.dtype).removeprefix("torch.")
     backoffs = f" ({r.oom_backoffs} out-of-memory back-offs)" if r.oom_backoffs else ""
-    if r.compile_seconds:
+    if r.compile.tiles:
         # the first compiled tile of each shape minus a steady one (engine/compiled.py)
-        backoffs += f" (torch.compile: about {r.compile_seconds:.1f} s of that)"
+        backoffs += f" (torch.compile: about {r.compile_seconds:.1f} s of that; {r.compile.describe()})"
     if r.fp32_from_tile:
         dtype += f" (float32 from tile {r.fp32_from_tile}: NaN/inf in {dtype})"
     elif r.nonfinite_tiles:

@@ -17,6 +17,9 @@ from torch import nn
 
 from srt.arch.common.config import ModelConfig
 from srt.arch.common.model import SRModel
+from srt.engine.compiled import CUDA_GRAPHS, CompileStats, compile_mode
+from srt.engine.compiled import compiled as compiled_forward
+from srt.engine.compiled import reset as reset_compiled
 from srt.engine.runner import Host, Settings, upscale
 
 
@@ -24,8 +27,10 @@ from srt.engine.runner import Host, Settings, upscale
 def fresh_dynamo():
     """Each test starts from empty compile caches (they are per process)."""
     torch._dynamo.reset()
+    reset_compiled()
     yield
     torch._dynamo.reset()
+    reset_compiled()
 
 
 class CountingBackend:
@@ -128,3 +133,97 @@ def test_compile_seconds_is_the_first_compiled_tile_minus_a_steady_one(monkeypat
     settings = Settings(tile=24, overlap=4, compile=True)
     two_tiles = upscale(desc, torch.rand(1, 24, 40, 3), settings, host).report
     assert two_tiles.tiles_run == 2 and two_tiles.compile_seconds == 5.0
+
+
+# ---- CUDA graphs: mode selection, counting, capture fallback (what runs on the CPU) ----------------
+
+
+def test_cuda_graphs_only_with_inductor_on_cuda():
+    assert compile_mode("inductor", torch.device("cuda", 0)) == CUDA_GRAPHS == "reduce-overhead"
+    assert compile_mode("inductor", torch.device("cpu")) is None
+    assert compile_mode(CountingBackend(), torch.device("cuda")) is None, "custom backends take no mode"
+    assert compile_mode("eager", "cuda") is None
+
+
+def _capture_fails(monkeypatch, error: BaseException, once: bool = False):
+    """The engine's compiled path in CUDA-graph mode, on the CPU: the CUDA-graph forward raises
+    ``error`` (on its first call only, with ``once``; then it runs as the plain one); the plain
+    compiled forward (a counting backend) works."""
+    backend = CountingBackend()
+    real = compiled_forward
+    modes, raised = [], []
+
+    def fake(module, backend_, mode=None):
+        modes.append(mode)
+        if mode == CUDA_GRAPHS and not (once and raised):
+
+            def capture(*args, **kwargs):
+                raised.append(error)
+                raise error
+
+            return capture
+        return real(module, backend_, None)
+
+    monkeypatch.setattr("srt.engine.compiled.compiled", fake)
+    monkeypatch.setattr("srt.engine.compiled.compile_mode", lambda b, d: CUDA_GRAPHS)
+    return backend, modes
+
+
+def test_a_failed_cuda_graph_capture_runs_compiled_without_graphs_with_one_warning(monkeypatch):
+    backend, modes = _capture_fails(
+        monkeypatch, RuntimeError("CUDA graph capture failed: operation not permitted")
+    )
+    warnings = []
+    host = Host(compile_backend=backend, warn=warnings.append)
+    model = WithGeometry()
+    desc = wrap(model, 2)
+    image = torch.rand(1, 40, 40, 3)
+    result = upscale(desc, image, Settings(tile=16, overlap=4, compile=True), host)
+    eager = upscale(desc, image, Settings(tile=16, overlap=4), Host())
+    torch.testing.assert_close(result.image, eager.image, atol=1e-6, rtol=0)
+    assert len(warnings) == 1 and "without CUDA graphs" in warnings[0] and "WithGeometry" in warnings[0]
+    assert modes.count(CUDA_GRAPHS) == 1, "the capture is not tried again for the class"
+    stats = result.report.compile
+    assert stats.tiles == 8 and not stats.cuda_graphs and backend.graphs == 1
+    again = upscale(desc, image, Settings(tile=16, overlap=4, compile=True), host)
+    assert modes.count(CUDA_GRAPHS) == 1 and len(warnings) == 1 and again.report.compile.tiles == 8
+
+
+def test_out_of_memory_in_a_cuda_graph_is_not_a_failed_capture(monkeypatch):
+    """Out of memory goes to the engine's tile back-off, not to the no-CUDA-graphs fallback."""
+
+    class FakeOOM(RuntimeError):
+        pass
+
+    backend, _ = _capture_fails(monkeypatch, FakeOOM("CUDA out of memory"), once=True)
+    warnings = []
+    host = Host(compile_backend=backend, warn=warnings.append, oom_exceptions=(FakeOOM,))
+    result = upscale(
+        wrap(WithGeometry(), 2), torch.rand(1, 80, 80, 3), Settings(tile=64, overlap=4, compile=True), host
+    )
+    assert result.report.oom_backoffs == 1 and result.report.tile == (32, 32)
+    assert not any("without CUDA graphs" in w for w in warnings)
+    assert result.report.compile.cuda_graphs, "the smaller tiles still replay CUDA graphs"
+
+
+def test_compile_stats_describe_what_the_compiler_did():
+    assert CompileStats(tiles=3, graphs=1).describe() == "1 graph, 0 breaks, 0 recompiles"
+    stats = CompileStats(tiles=9, graphs=3, breaks=2, recompiles=1, cuda_graphs=True)
+    assert stats.describe() == "3 graphs, 2 breaks, 1 recompile, CUDA graphs"
+
+
+def test_a_recompile_for_a_shape_compiled_before_is_counted():
+    """A model whose forward guards on its identity compiles again for every instance: counted."""
+
+    class ByIdentity(WithGeometry):
+        def forward(self, x):
+            # an object identity in a traced value: every instance fails the last one's guard
+            return super().forward(x) + (id(self) % 7) * 0.0
+
+    backend = CountingBackend()
+    host = Host(compile_backend=backend)
+    settings = Settings(tile=16, overlap=4, compile=True)
+    first = upscale(wrap(ByIdentity(), 2), torch.rand(1, 24, 24, 3), settings, host).report.compile
+    second = upscale(wrap(ByIdentity(seed=1), 2), torch.rand(1, 24, 24, 3), settings, host).report.compile
+    assert (first.graphs, first.recompiles) == (1, 0)
+    assert (second.graphs, second.recompiles) == (1, 1)
