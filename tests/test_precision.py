@@ -182,7 +182,8 @@ def test_compiled_path_gives_the_same_image_and_reports_its_cost():
     assert result.report.tiles_run == 4
     # the compiled path ran: the model class got a compiled forward for this backend, and its cost
     # (first compiled tile minus a steady one, engine/compiled.py) is a finite number of seconds
-    assert (type(desc.model), "eager") in compiled_module._forwards
+    assert (type(desc.model), "eager", None) in compiled_module._forwards
+    assert result.report.compile.tiles == 3, "the first tile eager (geometry), the other three compiled"
     assert 0.0 <= result.report.compile_seconds < 60.0
 
 
