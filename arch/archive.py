@@ -93,6 +93,39 @@ class BudgetedStream:
         return line
 
 
+def strided_error(name: str, key: str, numel: int, held: int) -> CheckpointReadError:
+    return CheckpointReadError(
+        f"{name}: tensor {key!r:.120} claims {numel:,} elements over a storage that holds {held:,} "
+        "(zero or overlapping strides). Real weights are stored whole; the file is crafted or "
+        "damaged and was not loaded: download the model again from its source."
+    )
+
+
+def elements_held(storage_elements: int, offset: int, size, stride) -> int:
+    """How many elements a ``size``/``stride`` view at ``offset`` can hold without overlapping:
+    the storage elements from ``offset`` on (0 when the view reaches past them)."""
+    if any(s < 0 for s in size) or any(s < 0 for s in stride) or offset < 0:
+        return 0
+    span = 1 + sum((n - 1) * s for n, s in zip(size, stride, strict=True) if n > 0)
+    if any(n == 0 for n in size):
+        span = 0
+    return storage_elements - offset if span <= storage_elements - offset else 0
+
+
+def check_tensor_spans(name: str, tensors) -> None:
+    """Refuse tensors that claim more elements than their storage holds (a stride-0 ``expand`` of
+    one float claiming 10^9): a copy or dtype conversion would allocate all of them.
+
+    Args:
+        name: the file's name, for the message.
+        tensors: ``(key, tensor)`` pairs, as loaded (views over the file's storages).
+    """
+    for key, t in tensors:
+        held = t.untyped_storage().nbytes() // max(1, t.element_size()) - t.storage_offset()
+        if t.numel() > max(0, held):
+            raise strided_error(name, key, t.numel(), max(0, held))
+
+
 def check_zip_checkpoint(path: str, limit: int | None = None) -> None:
     """Refuse a zip checkpoint whose members declare more than its budget (before ``torch.load``,
     which inflates each member whole). Files that are not zip archives are left to the reader."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
-from .archive import check_zip_checkpoint
+from .archive import check_tensor_spans, check_zip_checkpoint
 from .common.state import training_config
 from .errors import CheckpointReadError, ConfigError, ModelLoadError, UnsupportedArchitectureError
 from .registry import REGISTRY, closest_family
@@ -104,6 +104,9 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         raise CheckpointReadError(f"{_name(path)}: the file is empty. Download it again.")
     ckpt = _read_safetensors(path) if ext == ".safetensors" else _read_pickle(path)
     ckpt.state_dict = unwrap_state_dict(ckpt.state_dict, source=_name(path))
+    # torch.load's tensors are views over the file's storages: refuse any that claims more elements
+    # than its storage holds before anything copies or converts it
+    check_tensor_spans(_name(path), ckpt.state_dict.items())
     return ckpt
 
 

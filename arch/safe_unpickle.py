@@ -9,7 +9,9 @@ import and call whatever the pickle names. This unpickler:
   / dtypes;
 * turns *every* other global into an inert placeholder class: nothing is imported, and "calling"
   it (pickle's REDUCE) only records the arguments, so a payload such as ``os.system`` never runs;
-* unpacks the archive within a byte budget (:mod:`.archive`: no zip bomb fills the memory);
+* unpacks the archive within a byte budget (:mod:`.archive`: no zip bomb fills the memory), and
+  copies no tensor that claims more elements than its storage holds (stride 0, overlapping
+  strides), so memory stays within a small multiple of the file's size;
 * then walks the placeholder tree for the ``nn.Module`` layout (``_parameters``, ``_buffers``,
   ``_modules``) and returns the model's state dict.
 """
@@ -24,7 +26,7 @@ from collections.abc import Iterator
 
 import torch
 
-from .archive import BudgetedStream, InflateBudget, inflate_budget
+from .archive import BudgetedStream, InflateBudget, elements_held, inflate_budget, strided_error
 from .errors import CheckpointReadError, UnsafeCheckpointError
 
 _STORAGE_DTYPES = {
@@ -80,10 +82,27 @@ class _StorageType:
         self.dtype = dtype
 
 
-def _rebuild_tensor(storage, offset, size, stride, *_ignored) -> torch.Tensor:
-    if not isinstance(storage, torch.Tensor):
-        raise pickle.UnpicklingError("tensor without a readable storage")
-    return torch.as_strided(storage, tuple(size), tuple(stride), offset).clone()
+class _TensorRebuilder:
+    """``torch._utils._rebuild_tensor_v2`` for one file: checks the view against its storage
+    *before* the copy, so a stride-0 or overlapping view claiming 10^9 elements over one stored
+    float is refused instead of allocated."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, storage, offset, size, stride, *_ignored) -> torch.Tensor:
+        if not isinstance(storage, torch.Tensor):
+            raise pickle.UnpicklingError("tensor without a readable storage")
+        size, stride = tuple(int(n) for n in size), tuple(int(s) for s in stride)
+        numel = 1
+        for n in size:
+            numel *= n
+        if len(size) != len(stride):
+            raise pickle.UnpicklingError(f"tensor with {len(size)} sizes and {len(stride)} strides")
+        held = elements_held(storage.numel(), int(offset), size, stride)
+        if numel > held:
+            raise strided_error(self.name, f"{size}/{stride}", numel, held)
+        return torch.as_strided(storage, size, stride, int(offset)).clone()
 
 
 def _rebuild_parameter(data, *_ignored) -> torch.Tensor:
@@ -100,6 +119,7 @@ class RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str, budget: InflateBudget) -> None:
         super().__init__(file)
         self._archive, self._prefix, self._budget = archive, prefix, budget
+        self._name = budget.name
         self._storages: dict[str, torch.Tensor] = {}  # each storage read once, however often used
         self.blocked: dict[str, type[Inert]] = {}
 
@@ -109,7 +129,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         if module == "collections" and name == "defaultdict":
             return _plain_dict
         if module == "torch._utils" and name == "_rebuild_tensor_v2":
-            return _rebuild_tensor
+            return _TensorRebuilder(self._name)
         if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
             return _rebuild_parameter
         if module == "torch" and name in _STORAGE_DTYPES:

@@ -132,3 +132,90 @@ def test_a_shared_storage_is_inflated_once(tmp_path, inflated):
         pkl = next(i for i in zf.infolist() if i.filename.endswith("data.pkl"))
     assert member.file_size == 256 << 10
     assert inflated["bytes"] < member.file_size + pkl.file_size + (16 << 10)
+
+
+# ---- tensors that claim more elements than their storage holds (issue 26, item 7) ------------------
+
+HUGE = 200_000_000  # elements: 800 MB of float32 if a loader materialised the view
+
+
+class StridedState:
+    """A pickled training state whose model holds a stride-0 view of one float claiming HUGE."""
+
+    def __init__(self, view: torch.Tensor) -> None:
+        self.model = nn.Module()
+        self.model.register_buffer("weight", view)
+
+
+def _strided_files(tmp_path) -> dict[str, object]:
+    zero = torch.zeros(1).expand(HUGE)  # stride 0: one stored float
+    overlap = torch.zeros(16).as_strided((HUGE // 4, 4), (0, 1))  # every row the same 4 floats
+    files = {}
+    for name, obj in [
+        ("stride0_state.pth", StridedState(zero)),
+        ("overlap_state.pth", StridedState(overlap)),
+        ("stride0_dict.pth", {"params": {"conv_first.weight": zero}}),
+        ("overlap_dict.pth", {"conv_first.weight": overlap}),
+    ]:
+        torch.save(obj, tmp_path / name)
+        assert (tmp_path / name).stat().st_size < 4096, "a few hundred bytes on disk"
+        files[name] = tmp_path / name
+    return files
+
+
+PEAK_RSS = """
+import resource, sys
+sys.path.insert(0, {tests!r})
+from model_helpers import register_pack
+register_pack()
+from srt.arch.errors import CheckpointReadError
+from srt.arch.loader import read_checkpoint
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    read_checkpoint({path!r})
+    print("LOADED")
+except CheckpointReadError as e:
+    print("REFUSED", e)
+print("GROWTH_KB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+def test_views_claiming_more_than_their_storage_are_refused_without_allocating(tmp_path):
+    """Through torch.load (a state dict) and the restricted unpickler (a training state): refused,
+    naming the file, and the process's peak memory grows by less than 64 MiB (800 MB claimed)."""
+    import os
+    import subprocess
+    import sys
+
+    tests = os.path.dirname(os.path.abspath(__file__))
+    for name, path in _strided_files(tmp_path).items():
+        out = subprocess.run(
+            [sys.executable, "-c", PEAK_RSS.format(tests=tests, path=str(path))],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout  # fmt: skip
+        assert "REFUSED" in out and name in out and "zero or overlapping strides" in out, out
+        growth_kb = int(out.split("GROWTH_KB")[1])
+        assert growth_kb < 64 << 10, f"{name}: peak RSS grew {growth_kb} kB"
+
+
+def test_shared_and_sliced_storages_still_load(tmp_path):
+    """Views that stay within their storage (tied weights, slices of one buffer) are real checkpoints."""
+    base = torch.arange(24, dtype=torch.float32)
+    sd = {"a": base[:12].view(3, 4), "b": base[12:].view(4, 3), "c": base.view(2, 12).t()}
+    torch.save(sd, tmp_path / "views.pth")
+    loaded = read_checkpoint(tmp_path / "views.pth").state_dict
+    assert all(torch.equal(loaded[k], v) for k, v in sd.items())
+    state = StridedState(base.view(4, 6)[:, 1:5])  # a strided slice, through the restricted unpickler
+    torch.save(state, tmp_path / "slice_state.pth")
+    assert torch.equal(
+        read_checkpoint(tmp_path / "slice_state.pth").state_dict["weight"], base.view(4, 6)[:, 1:5]
+    )
+
+
+def test_elements_held():
+    assert archive.elements_held(10, 0, (10,), (1,)) == 10
+    assert archive.elements_held(10, 2, (8,), (1,)) == 8
+    assert archive.elements_held(12, 0, (4, 3), (3, 1)) == 12
+    assert archive.elements_held(1, 0, (5,), (0,)) == 1  # stride 0: 5 claimed, 1 held
+    assert archive.elements_held(10, 5, (6,), (1,)) == 0  # reaches past the storage
+    assert archive.elements_held(10, 0, (0, 3), (3, 1)) == 10
