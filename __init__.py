@@ -1,4 +1,4 @@
-"""SR Transformers for ComfyUI: RGT, DRCT and ATD upscalers.
+"""SR Transformers for ComfyUI: RGT, DRCT, ATD, HAT, DAT and SwinIR upscalers.
 
 ComfyUI entry point. Import-light: nothing heavy happens until ComfyUI asks for the nodes.
 """

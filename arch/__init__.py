@@ -1,4 +1,4 @@
-"""Our own RGT, DRCT and ATD implementations and their spandrel-compatible detectors.
+"""Our own RGT, DRCT, ATD, HAT, DAT and SwinIR implementations and their spandrel-compatible detectors.
 
 ``REGISTRY`` (:mod:`.registry`) is a ``spandrel.ArchRegistry`` holding *only* our architectures;
 :func:`load_model` (:mod:`.loader`) reads a checkpoint file safely and tries ours first, then

@@ -37,6 +37,9 @@ SEARCH_ALIASES = [
     "RGT",
     "DRCT",
     "ATD",
+    "HAT",
+    "DAT",
+    "SwinIR",
     "upscale video frames",
     "batch upscale",
 ]

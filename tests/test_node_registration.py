@@ -16,6 +16,8 @@ README = os.path.join(REPO, "README.md")
 SECTION = "Where to get checkpoints"
 
 
+FAMILIES = ("RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR")  # every family we implement
+
 def _load_pack(version: str, tmp_path, extra_paths=None, weights_dir=None):
     """Install the stub host, import the nodes, load the extension as ComfyUI does."""
     (tmp_path / "upscale_models").mkdir(exist_ok=True)
@@ -55,8 +57,8 @@ def test_user_folder_from_extra_model_paths_stays_first(version, tmp_path, is_de
 def test_search_aliases_where_the_host_has_them(version, tmp_path):
     _, node_list = _load_pack(version, tmp_path)
     wanted = {
-        "SRT_LoadModel": {"upscale", "super resolution", "RGT", "DRCT", "ATD"},
-        "SRT_UpscaleTiled": {"upscale", "super resolution", "RGT", "DRCT", "ATD"},
+        "SRT_LoadModel": {"upscale", "super resolution", *FAMILIES},
+        "SRT_UpscaleTiled": {"upscale", "super resolution", *FAMILIES},
         "SRT_Compare": {"compare", "PSNR", "SSIM"},
     }
     for node in node_list:

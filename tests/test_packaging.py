@@ -147,3 +147,20 @@ def test_no_made_up_address_and_no_empty_registry_field():
                         if "github.com/sr-transformers" in fh.read():
                             with_address.append(name)
     assert not with_address
+
+
+def test_every_family_is_named_where_users_read_the_pack():
+    """The registry's description and display name, and the package's first docstring, name every
+    family we implement (they said "RGT, DRCT and ATD" long after HAT, DAT and SwinIR landed)."""
+    families = ("RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR")
+    project = pyproject()
+    with open(os.path.join(REPO, "__init__.py"), encoding="utf-8") as fh:
+        docstring = ast.get_docstring(ast.parse(fh.read())) or ""
+    texts = {
+        "description": project["project"]["description"],
+        "DisplayName": project["tool"]["comfy"]["DisplayName"],
+        "__init__.py docstring": docstring.splitlines()[0],
+    }
+    for where, text in texts.items():
+        missing = [f for f in families if f not in text]
+        assert not missing, (where, missing)
