@@ -12,9 +12,10 @@ builds reduced versions of the same configs (fewer groups / blocks, embed dim 60
 144-240, 6 heads; ATD-light keeps its 48): only the code paths are exercised, the numbers mean nothing.
 The trained test asset ``tests/assets/ATD_light_x2_trained.safetensors`` is loaded the same way.
 
-:data:`VARIANTS` (the default list) is :data:`CORE_VARIANTS` (RGT, DRCT, ATD: every section) and
-:data:`EXTRA_VARIANTS` (HAT, DAT, SwinIR), which the report measures lighter unless they are named
-in ``--variants`` (see :mod:`benchmarks.device_report`).
+:data:`VARIANTS` (every ``--variants`` choice) is :data:`CORE_VARIANTS` (RGT, DRCT, ATD: every
+section) and :data:`EXTRA_VARIANTS` (HAT, DAT, SwinIR), which the report measures lighter unless
+they are named in ``--variants``. A run without ``--variants`` measures :data:`DEFAULT_VARIANTS`:
+one variant per family, ATD with both upsamplers (see :mod:`benchmarks.device_report`).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ HEADS = {"RGT": 6, "DRCT": 6, "ATD": 6, "HAT": 6, "DAT": 6, "SwinIR": 6}
 CORE_VARIANTS = list(CONFIGS)
 EXTRA_VARIANTS = list(SPANDREL_CONFIGS)
 VARIANTS = CORE_VARIANTS + EXTRA_VARIANTS
+DEFAULT_VARIANTS = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4", "HAT_S_x4", "DAT_light_x4", "SwinIR_M_x4"]
 
 
 def family_of(variant: str) -> str:

@@ -28,8 +28,8 @@ IMPLS = (
     ("ours fp16", "ours", torch.float16),
     ("spandrel bf16", "ref", torch.bfloat16),
 )
-TARGET_S = 2.0  # timed seconds per measurement on CUDA (1 to 10 calls, median)
-LIGHT_TARGET_S = 0.5  # the same for a variant measured lighter (Context.light: HAT, DAT, SwinIR by default)
+TARGET_S = 0.5  # timed seconds per measurement on CUDA (1 to 10 calls, median)
+LIGHT_TARGET_S = 0.25  # the same for a variant measured lighter (Context.light: HAT, DAT, SwinIR by default)
 
 
 def _timed(ctx, call) -> float:
@@ -82,11 +82,11 @@ def measure(ctx, desc, dtype: torch.dtype, x: torch.Tensor, count: bool, target_
 
 
 def speed(ctx, sec) -> None:
-    sizes = [16, 32] if ctx.quick else [256, 512]
+    sizes = sorted(ctx.args.speed_tiles)
     peak = ctx.args.peak_tflops
     sec.note(
         "One square tile through the raw module (no engine), photo content. Median of 1-10 timed calls "
-        "(about 2 s) after warm-up (CUDA events; CPU: one call). `out MP/s`: output megapixels per second. "
+        f"(about {TARGET_S:g} s) after warm-up (CUDA events; CPU: one call). `out MP/s`: output megapixels per second. "
         "`TFLOP/s` divides the FLOPs counted by `torch.utils.flop_counter.FlopCounterMode` (2 per "
         "multiply-add; matmul, convolution and attention only) in spandrel's model -- the official "
         "code's arithmetic -- at that exact size on this device (no scaling), by the time; "

@@ -7,6 +7,10 @@ on tiny sizes and reduced configs, in-process, and reads the markdown back.
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -14,21 +18,22 @@ TITLES = {
     "environment": "Environment",
     "exactness": "Exactness",
     "precision": "Precision",
+    "compiled": "Compiled",
     "speed": "Speed per tile",
     "end_to_end": "End to end",
     "oom": "Out of memory for real",
     "oom_device_blend": "Out of memory while blending on the device",
     "run": "Run",
 }
-# Every section, both tile sizes
-CORE = ["RGT_x4", "RGT_S_x4", "DRCT_x4", "DRCT_L_x4", "ATD_x4", "ATD_light_x4"]
-# Measured lighter by default: speed at the larger tile only, not end to end
-EXTRA = ["HAT_S_x4", "HAT_x4", "HAT_L_x4", "DAT_x4", "DAT_light_x4", "DAT_2_x4"]
-EXTRA += ["SwinIR_M_x4", "SwinIR_S_x4", "SwinIR_L_real_x4"]
+# The default run (no --variants), one per family. Every section:
+CORE = ["RGT_x4", "DRCT_x4", "ATD_x4", "ATD_light_x4"]
+# Measured lighter: a shorter speed measurement, not end to end
+EXTRA = ["HAT_S_x4", "DAT_light_x4", "SwinIR_M_x4"]
 VARIANTS = CORE + EXTRA
-# exactness and precision: one per family (+ ATD-light's upsampler)
-EXACT = {"RGT": "RGT_x4", "DRCT": "DRCT_x4", "ATD": "ATD_x4", "HAT": "HAT_x4", "DAT": "DAT_x4"}
-EXACT |= {"SwinIR": "SwinIR_M_x4"}
+FAMILIES = {"RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR"}
+# the compiled section: one variant per family
+COMPILED = {"RGT": "RGT_S_x4", "DRCT": "DRCT_x4", "ATD": "ATD_light_x4", "HAT": "HAT_S_x4"}
+COMPILED |= {"DAT": "DAT_light_x4", "SwinIR": "SwinIR_M_x4"}
 
 
 def _section(report: str, title: str) -> str:
@@ -81,27 +86,51 @@ def test_every_section_ran(report):
     statuses = {r[0]: r[1] for r in run[2:]}
     assert statuses == {key: "ok" for key in TITLES if key != "run"}
     assert "quick mode" in report  # the report says its numbers are smoke values
+    # written in run order: the checks, then the compiled path, speed last
+    headings = [line.removeprefix("## ") for line in report.splitlines() if line.startswith("## ")]
+    order = [next(key for key, title in TITLES.items() if h.startswith(title)) for h in headings]
+    assert order == ["environment", "exactness", "precision", "compiled", "oom", "oom_device_blend",
+                     "end_to_end", "speed", "run"]  # fmt: skip
 
 
 def test_exactness_per_family(report):
     rows = _rows(_section(report, TITLES["exactness"]))[2:]
-    for family, variant in EXACT.items():
-        mine = [r for r in rows if r[0] == family]
-        assert {r[3] for r in mine} == {"window multiple", "odd"}, family
-        assert variant in {r[1] for r in mine}, variant
+    assert {r[0] for r in rows} == FAMILIES
+    assert {r[1] for r in rows} == set(VARIANTS)
+    for variant in VARIANTS:
+        mine = [r for r in rows if r[1] == variant]
+        assert {r[3] for r in mine} == {"window multiple", "odd"}, variant
         for r in mine:
             assert _number(r[4]) < 1e-4 and r[6] == "ok", r
 
 
 def test_precision_psnr(report):
     rows = {r[0]: r[1:] for r in _rows(_section(report, TITLES["precision"]))[2:]}
-    assert {*EXACT.values(), "ATD_light_x4", "ATD_light_x2 (trained asset)"} <= set(rows)
+    assert set(rows) == {*VARIANTS, "ATD_light_x2 (trained asset)"}
     for name, (bf16, fp16, sp_bf16, sp_fp16) in rows.items():
         # the smoke report's reduced configs, official init, measured bf16 53-62 / fp16 60-79 dB;
         # floors at the low end minus ~4 dB (the README's own lowest figures: RGT 41 / 59 dB)
         assert _number(bf16) >= 49.0 and _number(fp16) >= 56.0, (name, bf16, fp16)
         for cell in (sp_bf16, sp_fp16):  # spandrel: a PSNR or its recorded crash
             assert cell.startswith("crash: ") or _number(cell) > 0, (name, cell)
+
+
+def test_compiled_every_family_whole(report):
+    """CPU: fp32, dynamo's eager backend: every family traces as one graph, no breaks, same output."""
+    text = _section(report, TITLES["compiled"])
+    rows = _rows(text)
+    assert rows[0][0] == "fp32: family" and "bf16: family" not in text  # half precision: CUDA only
+    rows = {(r[1], r[2]): r for r in rows[2:]}
+    assert {v for v, _ in rows} == set(COMPILED.values())
+    for family, variant in COMPILED.items():
+        eager, compiled, graphs = (rows[(variant, path)] for path in ("eager", "compiled", "CUDA graphs"))
+        assert eager[0] == compiled[0] == family
+        assert _number(eager[3]) > 0 and _number(compiled[3]) > 0, (eager, compiled)
+        assert _number(compiled[5]) >= 0 and _number(compiled[6]) < 1e-4, compiled  # compile s, max abs
+        assert (compiled[7], compiled[8]) == ("1", "0"), compiled  # one graph, no break
+        assert compiled[9].startswith("n/a (CPU)"), compiled  # no host-sync check on the CPU
+        assert graphs[3] == "n/a (CPU)", graphs
+    assert "`eager` backend" in text  # says the CPU times are not inductor's
 
 
 def test_speed_has_numbers(report):
@@ -114,16 +143,12 @@ def test_speed_has_numbers(report):
     for variant in VARIANTS:
         for impl in ("spandrel fp32", "ours fp32", "ours bf16", "ours fp16"):
             row = [r for r in timed if r[0] == variant and r[1] == impl]
-            assert len(row) == (2 if variant in CORE else 1), (variant, impl)  # tile sizes
-            for r in row:
-                assert _number(r[2]) > 0 and _number(r[3]) > 0 and _number(r[4]) > 0, r
+            assert len(row) == 1, (variant, impl)  # one tile size (32 px in quick mode)
+            assert _number(row[0][2]) > 0 and _number(row[0][3]) > 0 and _number(row[0][4]) > 0, row
         spandrel_bf16 = [r for r in timed if r[0] == variant and r[1] == "spandrel bf16"]
         assert spandrel_bf16 and all(r[2].startswith("crash: ") or _number(r[2]) > 0 for r in spandrel_bf16)
-    # the lighter ones at the larger tile (32 px in quick mode) and said so
     sizes = {r[0].split(":")[0] for r in rows if r[0].endswith(": variant")}
-    assert sizes == {"16px", "32px"}
-    larger = text.split("| 32px: variant")[1]
-    assert all(f"| {v} |" in larger for v in EXTRA)
+    assert sizes == {"32px"}
     assert "Measured lighter" in text and all(v in text.split("Measured lighter")[1] for v in EXTRA)
 
 
@@ -159,12 +184,52 @@ def test_out_of_memory_while_blending_finishes_and_matches(report):
 
 def test_named_variants_get_every_section():
     """``--variants`` naming a HAT/DAT/SwinIR variant gives it the full treatment (no run needed)."""
-    from srt.benchmarks.device_models import VARIANTS as MODEL_VARIANTS
+    from srt.benchmarks.device_models import DEFAULT_VARIANTS, EXTRA_VARIANTS
     from srt.benchmarks.device_report import Context, parse_args
 
-    assert MODEL_VARIANTS == VARIANTS
+    assert DEFAULT_VARIANTS == VARIANTS
     default = Context(parse_args(["--device", "cpu"]))
-    assert default.args.variants == VARIANTS
+    assert default.args.variants == VARIANTS and default.args.speed_tiles == [512]
+    assert default.args.budget_s == 330 and default.args.compile_budget_s == 180  # ~6 min on an H200
+    quick = parse_args(["--device", "cpu", "--quick"])
+    assert quick.speed_tiles == [32] and quick.budget_s > default.args.budget_s  # a smoke run loses nothing
     assert [v for v in VARIANTS if default.light(v)] == EXTRA
+    assert set(EXTRA) <= set(EXTRA_VARIANTS)
     named = Context(parse_args(["--device", "cpu", "--variants", "HAT_x4", "RGT_x4"]))
     assert named.args.variants == ["HAT_x4", "RGT_x4"] and not named.light("HAT_x4")
+
+
+KILLED_RUN = """
+import os, signal, sys
+from benchmarks import device_report
+
+def done(ctx, sec):
+    sec.table(["what"]).add(sec.key + " finished")
+
+def killed(ctx, sec):
+    sec.note("half way")
+    os.kill(os.getpid(), signal.SIGKILL)  # as a timeout kills the run: no cleanup
+
+device_report.main(["--device", "cpu", "--quick", "--out", sys.argv[1]], sections={
+    "environment": ("Environment", done), "exactness": ("Exactness", done),
+    "compiled": ("Compiled", killed), "speed": ("Speed per tile", done)})
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="POSIX kill")
+def test_a_killed_run_leaves_every_finished_section(tmp_path):
+    """Each section reaches the file (and stdout) as it finishes: a run killed half way keeps them."""
+    from srt.benchmarks.device_models import REPO
+
+    out = tmp_path / "report.md"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLED_RUN, str(out)], cwd=REPO, capture_output=True, text=True, env=env
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    text = out.read_text()
+    assert text.startswith("# Device report") and "Command:" in text
+    assert "environment finished" in text and "exactness finished" in text
+    assert "_Section ok in" in text  # each finished section says so
+    assert "half way" not in text and "speed finished" not in text and "## Run" not in text
+    assert "exactness finished" in proc.stdout
