@@ -42,12 +42,23 @@ def register_pack() -> types.ModuleType:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code."""
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); returns the exit code.
+
+    SIGTERM and SIGHUP stop it like Ctrl+C (:mod:`.signals`), also while it starts (importing
+    torch takes seconds): one line, exit 128 + the signal's number, never a traceback.
+    """
     if "." not in __name__:  # loaded as the top-level ``cli`` (python -m cli)
         register_pack()
-        app = importlib.import_module(f"{PACK_ALIAS}.cli.app")
+        package = f"{PACK_ALIAS}.cli"
     else:
-        from . import app
+        package = __name__
+    signals = importlib.import_module(f"{package}.signals")
+    signals.install()
+    try:
+        app = importlib.import_module(f"{package}.app")
+    except KeyboardInterrupt as e:
+        print("error: interrupted while starting", file=sys.stderr)
+        return signals.exit_code(e)
     return app.main(argv)
 
 

@@ -105,6 +105,8 @@ def worker_main(rank: int, device: str, spec: dict, threads: int, tasks, results
         if device.startswith("cuda"):
             torch.cuda.set_device(torch.device(device))
         upscaler = run_spec.upscaler(load(run_spec.model_path), torch.device(device), err, err)
+    except KeyboardInterrupt:  # stopped while loading: quietly (the parent reports the stop)
+        return
     except CliError as e:
         results.put(("fatal", rank, str(e)))
         return
