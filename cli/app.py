@@ -18,16 +18,19 @@ from ..engine.host import Settings
 from ..engine.metrics import CHANNELS
 from ..engine.precision import PRECISIONS
 from . import compare, info, upscale
+from .compile_policy import COMPILE_CHOICES, CUDA_MIN_TILES
 from .device import DEVICES
 from .errors import USAGE, CliError, first_line
 from .models import DEFAULT_PATTERN, DEFAULT_SCALE, DEFAULT_SCALES
 from .outputs import NAMING_RULE
+from .signals import Stopped, exit_code
 
 PROG = "python -m cli"
 INTERRUPTED = 130
 EXIT_CODES = (
     "exit codes: 0 every image written; 1 some images failed (the others were written) or the model "
-    "failed on them; 2 bad arguments or input (nothing written); 130 interrupted"
+    "failed on them; 2 bad arguments or input (nothing written); 130 interrupted (Ctrl+C), 143 stopped "
+    "by SIGTERM, 129 by SIGHUP (no partial file is left)"
 )
 
 
@@ -118,6 +121,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU threads of torch in each process (0 = default: all cores, shared among CPU workers); "
         "CPU outputs are bit-identical only between runs with the same number",
     )
+    up.add_argument(
+        "--compile",
+        choices=COMPILE_CHOICES,
+        default="auto",
+        help="run the model through torch.compile (one graph per tile shape; CUDA graphs on CUDA). "
+        "auto (default): only where it pays for its compile time (about a minute per tile shape and "
+        f"process): on CUDA from {CUDA_MIN_TILES} tiles of one shape per process, never on the CPU "
+        "(compiled is no faster there than the eager oneDNN path); on: always (eager, with a warning, "
+        "where it cannot compile); off: never",
+    )
     scale_out = up.add_argument_group("several devices or machines")
     scale_out.add_argument(
         "--devices",
@@ -198,9 +211,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
             traceback.print_exception(e, file=err)
         print(f"error: {e}", file=err)
         return e.code
-    except KeyboardInterrupt:
-        print("error: interrupted", file=err)
-        return INTERRUPTED
+    except KeyboardInterrupt as e:  # Ctrl+C, SIGTERM or SIGHUP (cli/signals.py)
+        print(f"error: {'stopped by ' + str(e) if isinstance(e, Stopped) else 'interrupted'}", file=err)
+        return exit_code(e)
     except Exception as e:  # a bug: still one line, unless --debug asks for the traceback
         if args.debug:
             raise

@@ -56,9 +56,13 @@ def free_memory(device: torch.device) -> int | None:
 
 
 def make_host(
-    device: torch.device, progress: Callable[[int, int], None], warn: Callable[[str], None]
+    device: torch.device,
+    progress: Callable[[int, int], None],
+    warn: Callable[[str], None],
+    compile_backend: object = "inductor",
 ) -> Host:
-    """A :class:`Host` that keeps the model on ``device`` between images and returns images on the CPU."""
+    """A :class:`Host` that keeps the model on ``device`` between images and returns images on the CPU
+    (``compile_backend``: ``torch.compile``'s backend when the settings ask to compile)."""
     cuda = device.type == "cuda"
     return Host(
         device=device,
@@ -68,4 +72,5 @@ def make_host(
         empty_cache=torch.cuda.empty_cache if cuda else (lambda: None),
         progress=progress,
         warn=warn,
+        compile_backend=compile_backend,
     )

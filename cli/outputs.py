@@ -9,15 +9,19 @@
   folder and renamed over the target (``os.replace``) once complete: an interrupted or failed
   write leaves no partial PNG and no temporary file behind.
 
-Naming rule (``-o`` a folder): an image becomes ``<its name without extension>.png``. When
-several inputs would get the same name (compared case-insensitively, as Windows and macOS do),
-the first in input order keeps it and each later one gets ``<name>_2.png``, ``<name>_3.png``,
-... (the lowest number no other output of the run uses).
+Naming rule (``-o`` a folder): an image becomes ``<its name without extension>.png``. Inputs
+that would share a name (compared case-insensitively, as Windows and macOS do: ``a.jpg`` and
+``a.png``) each keep their extension instead: ``a.jpg.png``, ``a.png.png``; one file name in
+several folders is numbered in input order (``x.png``, ``x_2.png``). A name depends only on the
+inputs of the same stem, so adding other files to a folder never renames an output (and a
+resumed job traces every output to its input anyway, :mod:`.resume`). Outputs a job wrote into a
+folder it also reads from (``upscale same/ -o same/``) are not taken as inputs by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -30,9 +34,9 @@ from .errors import CliError
 from .images import IMAGE_EXTENSIONS, is_image_file, write_png
 
 NAMING_RULE = (
-    "each image is written as <name>.png in the -o folder; when several inputs share a name "
-    "(ignoring case) the first keeps it and the later ones get <name>_2.png, <name>_3.png, ... "
-    "(in input order, folders' images by name)"
+    "each image is written as <name>.png in the -o folder; inputs that share a name but not the "
+    "extension (ignoring case: a.jpg and a.png) keep it instead: a.jpg.png, a.png.png; one file "
+    "name in several folders: x.png, x_2.png, ... in input order"
 )
 TEMP_SUFFIX = ".part"
 
@@ -45,13 +49,18 @@ class Job:
     target: str
 
 
-def collect_sources(inputs: Iterable[str]) -> tuple[list[str], bool]:
-    """The image files named by ``inputs`` in order (a folder: its images by name), and whether any was a folder."""
+def collect_sources(inputs: Iterable[str], exclude: frozenset[str] = frozenset()) -> tuple[list[str], bool]:
+    """The image files named by ``inputs`` in order (a folder: its images by name, but none of
+    ``exclude``: absolute paths of outputs a job wrote there), and whether any was a folder."""
     files, any_folder = [], False
     for path in inputs:
         if os.path.isdir(path):
             any_folder = True
-            found = sorted(p for p in (os.path.join(path, n) for n in os.listdir(path)) if is_image_file(p))
+            found = sorted(
+                p
+                for p in (os.path.join(path, n) for n in os.listdir(path))
+                if is_image_file(p) and os.path.abspath(p) not in exclude
+            )
             if not found:
                 raise CliError(
                     "no images in the folder",
@@ -67,28 +76,32 @@ def collect_sources(inputs: Iterable[str]) -> tuple[list[str], bool]:
 
 
 def output_names(sources: list[str]) -> list[str]:
-    """The PNG file name of each source, unique within the run (see the module's naming rule)."""
-    stems = [os.path.splitext(os.path.basename(path))[0] for path in sources]
-    names: list[str | None] = [None] * len(stems)
-    taken: set[str] = set()
-    for i, stem in enumerate(stems):  # the first input of each name keeps it
-        if f"{stem}.png".casefold() not in taken:
-            names[i] = f"{stem}.png"
-            taken.add(names[i].casefold())
-    for i, stem in enumerate(stems):  # later ones: the lowest free number
-        if names[i] is None:
-            number = 2
-            while f"{stem}_{number}.png".casefold() in taken:
-                number += 1
-            names[i] = f"{stem}_{number}.png"
-            taken.add(names[i].casefold())
-    return [name for name in names if name is not None]
+    """The PNG file name of each source (see the module's naming rule): ``<stem>.png``, or
+    ``<file name>.png`` for each of the inputs whose stem others share with another extension.
+    Inputs of one file name (from several folders) get ``_2``, ``_3``, ... in input order."""
+    files = [os.path.basename(path) for path in sources]
+    stems = [os.path.splitext(name)[0].casefold() for name in files]
+    extensions: dict[str, set[str]] = {}
+    for name, stem in zip(files, stems, strict=True):
+        extensions.setdefault(stem, set()).add(os.path.splitext(name)[1].casefold())
+    names, taken = [], set()
+    for name, stem in zip(files, stems, strict=True):
+        keep = len(extensions[stem]) > 1  # a.jpg beside a.png: each keeps its extension
+        base = f"{name}.png" if keep else f"{os.path.splitext(name)[0]}.png"
+        candidate, number = base, 2
+        while candidate.casefold() in taken:  # one file name in two folders
+            candidate = f"{base[: -len('.png')]}_{number}.png"
+            number += 1
+        taken.add(candidate.casefold())
+        names.append(candidate)
+    return names
 
 
-def plan_outputs(inputs: list[str], output: str) -> list[Job]:
+def plan_outputs(inputs: list[str], output: str, exclude: frozenset[str] = frozenset()) -> list[Job]:
     """Where each input image goes: ``output`` itself for one image file given a ``.png`` name,
-    else ``output/<name>.png`` by :func:`output_names`. Reads the inputs, not the outputs."""
-    files, any_folder = collect_sources(inputs)
+    else ``output/<name>.png`` by :func:`output_names`. Reads the inputs (but no file of
+    ``exclude``, the outputs an earlier run logged there), not the outputs."""
+    files, any_folder = collect_sources(inputs, exclude)
     single = len(files) == 1 and not any_folder and not os.path.isdir(output)
     extension = os.path.splitext(output)[1].lower()
     if single and extension:
@@ -144,19 +157,30 @@ def exists_error(existing: list[str]) -> CliError:
     )
 
 
-def write_atomically(target: str, write: Callable[[BinaryIO], None], overwrite: bool = True) -> None:
+def temporary_pattern(target: str, job_id: str) -> str:
+    """The glob of the temporary files job ``job_id`` may leave beside ``target`` if killed."""
+    folder, name = os.path.split(target)
+    return os.path.join(
+        glob.escape(folder or "."), f".{glob.escape(name)}.{glob.escape(job_id)}-*{TEMP_SUFFIX}"
+    )
+
+
+def write_atomically(
+    target: str, write: Callable[[BinaryIO], None], overwrite: bool = True, job_id: str = "x"
+) -> None:
     """Write ``target`` through ``write(file)``: into a temporary file beside it, then renamed over it.
 
-    The temporary file (``.<name>.<random>.part`` in the target's folder, so the rename stays on
-    one file system) is removed if ``write`` fails or the run is interrupted; the target is then
-    untouched. Without ``overwrite`` an existing target raises :class:`FileExistsError`.
-    The folder is created if needed; ``OSError`` when it cannot be.
+    The temporary file (``.<name>.<job id>-<random>.part`` in the target's folder, so the rename
+    stays on one file system, and a job's cleanup can tell its own from another job's) is removed
+    if ``write`` fails or the run is interrupted; the target is then untouched. Without
+    ``overwrite`` an existing target raises :class:`FileExistsError`. The folder is created if
+    needed; ``OSError`` when it cannot be.
     """
     folder, name = os.path.split(target)
     if folder:
         os.makedirs(folder, exist_ok=True)
     while True:
-        temp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        temp = os.path.join(folder, f".{name}.{job_id}-{secrets.token_hex(4)}{TEMP_SUFFIX}")
         try:
             handle = open(temp, "xb")  # closed by the with below
             break
@@ -176,6 +200,8 @@ def write_atomically(target: str, write: Callable[[BinaryIO], None], overwrite: 
         raise
 
 
-def save_png(target: str, pixels: torch.Tensor, bits: int = 8, overwrite: bool = True) -> None:
+def save_png(
+    target: str, pixels: torch.Tensor, bits: int = 8, overwrite: bool = True, job_id: str = "x"
+) -> None:
     """:func:`.images.write_png` through :func:`write_atomically`."""
-    write_atomically(target, lambda file: write_png(file, pixels, bits), overwrite)
+    write_atomically(target, lambda file: write_png(file, pixels, bits), overwrite, job_id)

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 import torch
 
 from .errors import PARTIAL, CliError
-from .outputs import TEMP_SUFFIX, Job
+from .outputs import Job, temporary_pattern
 from .upscaler import Outcome, RunSpec, attempt
 
 BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_boot.py")
@@ -119,7 +119,7 @@ def worker_main(rank: int, device: str, spec: dict, threads: int, tasks, results
             results.put(("start", rank, index))
             outcome = attempt(upscaler, Job(source, target), err, run_spec.debug)
             if outcome.error is None:
-                results.put(("done", rank, index, outcome.line))
+                results.put(("done", rank, index, outcome.line, outcome.made))
             else:
                 e = outcome.error
                 results.put(("failed", rank, index, (e.what, e.file, e.todo, e.code)))
@@ -143,18 +143,16 @@ def _start(ctx, rank: int, device: str, spec: dict, threads: int, tasks, results
     return process
 
 
-def _remove_temporaries(jobs: list[Job]) -> None:
-    """Remove temporary files a killed worker left beside any of ``jobs``' targets."""
+def _remove_temporaries(jobs: list[Job], job_id: str) -> None:
+    """Remove temporary files a killed worker of job ``job_id`` left beside ``jobs``' targets
+    (never another job's: theirs carry their own id)."""
     for job in jobs:
-        folder, name = os.path.split(job.target)
-        for temp in glob.glob(
-            os.path.join(glob.escape(folder or "."), f".{glob.escape(name)}.*{TEMP_SUFFIX}")
-        ):
+        for temp in glob.glob(temporary_pattern(job.target, job_id)):
             with contextlib.suppress(OSError):
                 os.remove(temp)
 
 
-def _stop(processes, jobs: list[Job], finished: bool) -> None:
+def _stop(processes, jobs: list[Job], finished: bool, job_id: str) -> None:
     """End the workers: after a finished job they end by themselves; otherwise SIGTERM (each ends
     its write, removing the temporary file), SIGKILL if that takes too long."""
     if finished:
@@ -168,7 +166,7 @@ def _stop(processes, jobs: list[Job], finished: bool) -> None:
         if process.is_alive():
             process.kill()
             process.join()
-    _remove_temporaries(jobs)
+    _remove_temporaries(jobs, job_id)
 
 
 def run(spec: RunSpec, jobs: list[Job], devices: list[str], err) -> Iterator[Outcome]:
@@ -227,7 +225,7 @@ def run(spec: RunSpec, jobs: list[Job], devices: list[str], err) -> Iterator[Out
                 current.pop(rank, None)
                 outstanding.discard(index)
                 if kind == "done":
-                    yield Outcome(jobs[index], line=rest[1])
+                    yield Outcome(jobs[index], line=rest[1], made=rest[2])
                 else:
                     yield Outcome(jobs[index], error=CliError(*rest[1]))
             elif kind == "fatal":
@@ -237,4 +235,4 @@ def run(spec: RunSpec, jobs: list[Job], devices: list[str], err) -> Iterator[Out
                 ended.add(rank)
         finished = True
     finally:
-        _stop(processes, jobs, finished)
+        _stop(processes, jobs, finished, spec.job_id)

@@ -21,6 +21,7 @@ the others go on.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -33,7 +34,7 @@ import torch
 from .errors import PARTIAL, CliError, first_line
 from .images import Picture, read_image
 from .outputs import Job, exists_error, save_png
-from .upscaler import Outcome, RunSpec
+from .upscaler import Outcome, RunSpec, made_with
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNTIME_PARTS = ("__init__.py", "arch", "engine", "cli")  # what a worker imports of the pack
@@ -64,7 +65,8 @@ def read_row(row: dict) -> dict:
             "cannot read the image", row["source"], f"{type(e).__name__}: {first_line(e)}", PARTIAL
         )
     warnings = "\n".join(f"warning: {note} ({row['source']})" for note in notes)
-    return {**row, "pixels": pixels, "bits": bits, "warnings": warnings, "line": "", **_error_fields(error)}
+    fields = {"pixels": pixels, "bits": bits, "warnings": warnings, "line": "", "made": ""}
+    return {**row, **fields, **_error_fields(error)}
 
 
 class _Lines:
@@ -116,6 +118,7 @@ class UpscaleActor:
         upscaler = self.spec.upscaler(self.desc, self.device, lines, lines)
         job = Job(str(row["source"]), str(row["target"]))
         picture = Picture(torch.from_numpy(np.array(row["pixels"])), int(row["bits"]))
+        made = ""
         try:
             result, seconds = upscaler.compute(job, picture)
             pixels, line, error = (
@@ -123,6 +126,7 @@ class UpscaleActor:
                 upscaler.summary(job, picture, result, seconds),
                 None,
             )
+            made = json.dumps(made_with(result.report, self.device))
         except CliError as e:
             pixels, line, error = _EMPTY, "", e
         except Exception as e:
@@ -134,22 +138,30 @@ class UpscaleActor:
                 PARTIAL,
             )
         warnings = "\n".join(filter(None, [row["warnings"], lines.text.rstrip("\n")]))
-        return {**row, "pixels": pixels, "line": line, "warnings": warnings, **_error_fields(error)}
+        return {
+            **row,
+            "pixels": pixels,
+            "line": line,
+            "warnings": warnings,
+            "made": made,
+            **_error_fields(error),
+        }
 
 
-def write_row(row: dict, overwrite: bool) -> dict:
+def write_row(row: dict, overwrite: bool, job_id: str = "x") -> dict:
     """Stage 3: write the PNG; the row keeps only what the command reports."""
     error = _row_error(row)
     if error is None:
         try:
-            save_png(row["target"], torch.from_numpy(np.array(row["pixels"])), int(row["bits"]), overwrite)
+            pixels = torch.from_numpy(np.array(row["pixels"]))
+            save_png(row["target"], pixels, int(row["bits"]), overwrite, job_id=job_id)
         except FileExistsError:
             error = exists_error([row["target"]])
         except OSError as e:
             error = CliError(
                 "cannot write the output", row["target"], f"{first_line(e)}; check the folder", PARTIAL
             )
-    keep = ("index", "line", "warnings")
+    keep = ("index", "line", "warnings", "made")
     return {**{key: row[key] for key in keep}, **_error_fields(error)}
 
 
@@ -224,6 +236,7 @@ def _pipeline(ray, spec: RunSpec, jobs: list[Job], concurrency: int, device: str
         "quiet": True,
         "debug": spec.debug,
         "threads": spec.threads,
+        "job_id": spec.job_id,
     }
     rows = ray.data.from_items(
         [{"index": i, "source": job.source, "target": job.target} for i, job in enumerate(jobs)],
@@ -243,10 +256,15 @@ def _pipeline(ray, spec: RunSpec, jobs: list[Job], concurrency: int, device: str
         num_gpus=1 if gpus else 0,
         num_cpus=1 if gpus else max(0.5, min(1.0, (cpus - 1) / actors)),
     )
-    written = upscaled.map(write_row, fn_kwargs={"overwrite": spec.overwrite}, num_cpus=0.25)
+    written = upscaled.map(
+        write_row, fn_kwargs={"overwrite": spec.overwrite, "job_id": spec.job_id}, num_cpus=0.25
+    )
     for row in written.iter_rows():
         if row["warnings"]:
             print(row["warnings"], file=err)
         job = jobs[int(row["index"])]
         error = _row_error(row)
-        yield Outcome(job, line=str(row["line"])) if error is None else Outcome(job, error=error)
+        if error is None:
+            yield Outcome(job, line=str(row["line"]), made=json.loads(row["made"]) if row["made"] else None)
+        else:
+            yield Outcome(job, error=error)

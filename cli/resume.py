@@ -1,15 +1,20 @@
-"""Resuming a folder job: which planned outputs are already written, and whether they belong to it.
+"""Resuming a folder job: which planned outputs are already written, and by whom.
 
-A folder run writes a small job record, :data:`RECORD_NAME`, into its output folder before the
-first image: the model file (name, size, SHA-256) and the settings that change pixels. Running
-the same command again on the same folder finds the record and skips every image whose PNG is
-already complete, so a stopped job of a million images continues where it stopped. Outputs are
-only ever renamed into place once fully written (:func:`.outputs.write_atomically`), so a target
-that exists is complete; :func:`is_complete_png` still checks the file's first and last bytes, and
-an incomplete one (written by something else, or a disk that filled up) is done again.
+A folder run keeps a log in its output folder, :data:`RECORD_NAME`: one JSON line per PNG,
+appended once the PNG has been renamed into place (:func:`.outputs.write_atomically`), saying
+what made it -- the model file's SHA-256, the settings that change pixels (precision asked and
+the dtype it resolved to, tile, overlap, scale) -- which input it came from (path, size,
+modification time) and the PNG's own size and modification time. Like rsync, a later run skips an
+output only when the log traces it to this job's settings and neither the PNG nor its input has
+changed since; everything else is done again:
 
-Existing outputs without a matching record (another model, other settings, or files that were
-there before) are never skipped silently: the run stops with an error unless ``--overwrite``.
+* an output the log attributes to other settings or another model (e.g. a ``--overwrite`` run
+  stopped half-way) is redone, never taken as complete;
+* an output the log does not know (a file that was there before, or one added by hand) is an
+  error unless ``--overwrite`` -- it may be somebody's file.
+
+The log is written by the one process that holds the folder's lock (:mod:`.joblock`), so two
+jobs never write into one folder at once.
 """
 
 from __future__ import annotations
@@ -19,11 +24,10 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import CliError
-from .outputs import Job, exists_error, write_atomically
+from .outputs import Job, exists_error
 
-RECORD_NAME = ".srt_upscale_job.json"
-RECORD_VERSION = 1
+RECORD_NAME = ".srt_upscale_job.jsonl"
+RECORD_VERSION = 2
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the IEND chunk every complete PNG ends with
 
@@ -50,8 +54,9 @@ def file_digest(path: str, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def job_record(model_path: str, settings: dict) -> dict:
-    """What identifies a job's outputs: the model file and the settings that change pixels."""
+def job_identity(model_path: str, settings: dict) -> dict:
+    """What this job's outputs must have been made with: the model file and the settings that
+    change pixels (as asked; the dtype each output resolved to is logged beside it)."""
     return {
         "version": RECORD_VERSION,
         "model": os.path.basename(model_path),
@@ -61,59 +66,111 @@ def job_record(model_path: str, settings: dict) -> dict:
     }
 
 
+def file_stamp(path: str) -> dict | None:
+    """``{"size", "mtime_ns"}`` of a file, None when it does not exist."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 @dataclass(frozen=True)
 class Resume:
-    """The jobs still to run, how many planned outputs were found complete, and whether the
-    remaining ones may replace a file (an incomplete output of this same job)."""
+    """The jobs still to run and how many planned outputs were found done by this job's settings.
+
+    Attributes:
+        pending: jobs to run.
+        done: planned outputs already written by this job's settings.
+        redo: outputs the log attributes to other settings (or that changed since): replaced.
+    """
 
     pending: list[Job]
     done: int
-    replace: bool = False
+    redo: int = 0
 
 
-def plan_resume(jobs: list[Job], folder: str | None, record: dict, overwrite: bool) -> Resume:
+def read_log(folder: str) -> dict[str, dict]:
+    """Per output file name, the log's last entry for it (an empty dict when there is no log)."""
+    entries: dict[str, dict] = {}
+    try:
+        with open(os.path.join(folder, RECORD_NAME), encoding="utf-8") as f:
+            for line in f:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue  # a line cut by a crash: that output is simply not known
+                if isinstance(entry, dict) and isinstance(entry.get("output"), str):
+                    entries[entry["output"]] = entry
+    except OSError:
+        pass
+    return entries
+
+
+def log_output(folder: str, job: Job, identity: dict, made: dict) -> None:
+    """Append ``job``'s entry (after its PNG was renamed into place): what made it, from which input.
+
+    Args:
+        folder: the output folder (holding the log).
+        job: the image just written.
+        identity: :func:`job_identity` of this job.
+        made: what the run resolved (``dtype``, ``device``, ``tile``).
+    """
+    entry = {
+        "output": os.path.basename(job.target),
+        "identity": identity,
+        "made": made,
+        "input": {"path": os.path.abspath(job.source), **(file_stamp(job.source) or {})},
+        "png": file_stamp(job.target),
+    }
+    with open(os.path.join(folder, RECORD_NAME), "a", encoding="utf-8") as f:
+        f.write(json.dumps(entry, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def traced(entry: dict | None, job: Job, identity: dict, dtypes: set[str]) -> bool:
+    """Whether the log ``entry`` traces ``job``'s existing PNG to this job: same model and settings,
+    a dtype this job resolves to, the same input unchanged, and the PNG as it was written."""
+    if entry is None or entry.get("identity") != identity:
+        return False
+    if (entry.get("made") or {}).get("dtype") not in dtypes:
+        return False
+    source = {"path": os.path.abspath(job.source), **(file_stamp(job.source) or {})}
+    return entry.get("input") == source and entry.get("png") == file_stamp(job.target)
+
+
+def plan_resume(
+    jobs: list[Job], folder: str | None, identity: dict, dtypes: set[str], overwrite: bool
+) -> Resume:
     """Which of ``jobs`` to run.
 
     Args:
         jobs: the planned jobs (:func:`.outputs.plan_outputs`; never an input as target).
         folder: the output folder of a folder run; None for one image written to a named file
-            (no record: an existing file is replaced only with ``overwrite``).
-        record: this run's :func:`job_record`.
-        overwrite: replace existing outputs (every job runs) and the folder's record.
+            (no log: an existing file is replaced only with ``overwrite``).
+        identity: this job's :func:`job_identity`.
+        dtypes: the dtypes this job's outputs are made in (per device it runs on).
+        overwrite: replace existing outputs (every job runs).
 
     Raises:
-        CliError: outputs exist that this job did not write (no record, or another model or
-            settings) and ``overwrite`` is not set.
+        CliError: outputs exist that no job of ours is logged to have written (they may be
+            somebody's files), and ``overwrite`` is not set.
     """
     existing = [job for job in jobs if os.path.exists(job.target)]
     if overwrite or not existing:
         return Resume(list(jobs), 0)
-    found = read_record(folder) if folder else None
-    if found != record:
-        error = exists_error([job.target for job in existing])
-        if found is not None:
-            error = CliError(
-                "the output folder holds another job's images",
-                os.path.join(folder, RECORD_NAME),
-                f"they were made by {found.get('model', '?')} with other settings; pass --overwrite to "
-                "replace them, or choose another -o",
-            )
-        raise error
-    complete = {job.target for job in existing if is_complete_png(job.target)}
-    return Resume([job for job in jobs if job.target not in complete], len(complete), replace=True)
+    log = read_log(folder) if folder else {}
+    unknown = [job.target for job in existing if os.path.basename(job.target) not in log]
+    if unknown:
+        raise exists_error(unknown)
+    done = {
+        job.target for job in existing if traced(log[os.path.basename(job.target)], job, identity, dtypes)
+    }
+    pending = [job for job in jobs if job.target not in done]
+    return Resume(pending, len(done), redo=len(existing) - len(done))
 
 
-def read_record(folder: str) -> dict | None:
-    """The job record in ``folder``; None when there is none or it is unreadable."""
-    try:
-        with open(os.path.join(folder, RECORD_NAME), encoding="utf-8") as f:
-            found = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def write_record(folder: str, record: dict) -> None:
-    """Write ``record`` into ``folder`` (atomically; the folder is created if needed)."""
-    text = json.dumps(record, indent=1, sort_keys=True).encode()
-    write_atomically(os.path.join(folder, RECORD_NAME), lambda f: f.write(text))
+def logged_outputs(folder: str) -> set[str]:
+    """Absolute paths of the outputs the log in ``folder`` names (never inputs of a later run)."""
+    return {os.path.abspath(os.path.join(folder, name)) for name in read_log(folder)}

@@ -58,7 +58,13 @@ def _image_error(e: Exception, source: str) -> CliError:
 
 
 class Upscaler:
-    """Upscales images with one model and one set of settings, reporting to ``out``/``err``."""
+    """Upscales images with one model and one set of settings, reporting to ``out``/``err``.
+
+    ``compile_backend``: ``torch.compile``'s backend when ``settings.compile`` (tests swap in a
+    cheap one).
+    """
+
+    compile_backend: object = "inductor"
 
     def __init__(
         self,
@@ -70,8 +76,11 @@ class Upscaler:
         err: TextIO,
         quiet: bool,
         overwrite: bool = False,
+        job_id: str = "x",
     ):
         self.desc, self.model_name, self.settings, self.device = desc, model_name, settings, device
+        self.job_id = job_id
+        self.made: dict = {}  # what the last image was made with (the job log records it)
         self.out: TextIO = out
         self.err: TextIO = err
         self.quiet = quiet
@@ -84,6 +93,7 @@ class Upscaler:
         picture = self.read(job)
         result, seconds = self.compute(job, picture)
         self.write(job, picture, result)
+        self.made = made_with(result.report, self.device)
         return self.summary(job, picture, result, seconds)
 
     def read(self, job: Job) -> Picture:
@@ -109,7 +119,11 @@ class Upscaler:
                 print(f"{name}: {run_plan.describe()}", file=self.err)
             start = time.perf_counter()
             result = upscale(
-                self.desc, image, self.settings, make_host(self.device, bar, warn), run_plan=run_plan
+                self.desc,
+                image,
+                self.settings,
+                make_host(self.device, bar, warn, self.compile_backend),
+                run_plan=run_plan,
             )
             return result, time.perf_counter() - start
         except Exception as e:  # ValueError, TypeError, ... too: the other images still run
@@ -120,14 +134,17 @@ class Upscaler:
     def write(self, job: Job, picture: Picture, result) -> None:
         """Write the output PNG (a temporary file renamed over the target)."""
         try:
-            save_png(job.target, result.image[0], picture.bits, overwrite=self.overwrite)
+            save_png(job.target, result.image[0], picture.bits, overwrite=self.overwrite, job_id=self.job_id)
         except FileExistsError as e:  # appeared while this image ran
             raise exists_error([job.target]) from e
         except OSError as e:
-            raise CliError("cannot write the output", job.target, f"{first_line(e)}; check the folder") from e
+            # one image's failure, as under Ray: the other images go on, exit 1
+            raise CliError(
+                "cannot write the output", job.target, f"{first_line(e)}; check the folder", PARTIAL
+            ) from e
 
     def summary(self, job: Job, picture, result, seconds: float) -> str:
-        """One line: files, sizes, model, dtype, tiles, seconds."""
+        """One line: files, sizes, model, dtype, tiles, seconds, and what the compiler did if it ran."""
         (h, w), (out_h, out_w), report = picture.pixels.shape[:2], result.image.shape[1:3], result.report
         dtype = str(report.dtype).removeprefix("torch.")
         extras = []
@@ -137,12 +154,26 @@ class Upscaler:
             extras.append(f"{report.nonfinite_tiles} tiles redone in float32")
         if report.oom_backoffs:
             extras.append(f"{report.oom_backoffs} out-of-memory back-offs")
+        if report.compile.tiles:
+            compiling = report.compile.graphs and report.compile_seconds >= 0.05  # else timing noise
+            cost = f", about {report.compile_seconds:.1f} s compiling" if compiling else ""
+            extras.append(f"compiled: {report.compile.describe()}{cost}")
         extra = f" ({'; '.join(extras)})" if extras else ""
         return (
             f"{job.source} -> {job.target}: {w}x{h} -> {out_w}x{out_h} {picture.kind}; {self.model_name}, "
             f"{dtype}, {report.tiles_run} tile{'s' if report.tiles_run != 1 else ''} of {report.tile[1]}x{report.tile[0]} "
             f"(overlap {report.overlap}), {seconds:.2f} s{extra}"
         )
+
+
+def made_with(report, device) -> dict:
+    """What resuming compares besides the settings asked for: the dtype the run resolved to, the
+    device kind and the tile it used (``precision auto`` is fp32 on a CPU, bf16 on most GPUs)."""
+    return {
+        "dtype": str(report.dtype).removeprefix("torch."),
+        "device": torch.device(device).type,
+        "tile": list(report.tile),
+    }
 
 
 @dataclass(frozen=True)
@@ -152,6 +183,7 @@ class Outcome:
     job: Job
     line: str | None = None
     error: CliError | None = None
+    made: dict | None = None  # what a written image was made with (:func:`made_with`)
 
 
 @dataclass(frozen=True)
@@ -164,19 +196,23 @@ class RunSpec:
     quiet: bool
     debug: bool = False
     threads: int = 0  # torch CPU threads of each process (0: torch's default, or cores / CPU workers)
+    job_id: str = "x"  # the job's id (its temporary files carry it: cleanup touches only its own)
 
     @property
     def model_name(self) -> str:
         return os.path.basename(self.model_path)
 
     def upscaler(self, desc, device: torch.device, out: TextIO, err: TextIO) -> Upscaler:
-        return Upscaler(desc, self.model_name, self.settings, device, out, err, self.quiet, self.overwrite)
+        return Upscaler(
+            desc, self.model_name, self.settings, device, out, err, self.quiet, self.overwrite, self.job_id
+        )
 
 
 def attempt(upscaler: Upscaler, job: Job, err: TextIO, debug: bool) -> Outcome:
     """Run one job; any failure becomes an :class:`Outcome` with a one-line error (never raised)."""
     try:
-        return Outcome(job, line=upscaler.run(job))
+        line = upscaler.run(job)
+        return Outcome(job, line=line, made=upscaler.made)
     except Exception as e:  # one image's failure, whatever it is, never stops the others
         if debug:
             traceback.print_exception(e, file=err)

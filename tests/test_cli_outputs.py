@@ -27,8 +27,13 @@ def _files(folder) -> dict[str, bytes]:
 
 def test_naming_rule_is_a_function_of_the_inputs_alone(tmp_path):
     names = ["a/x.png", "b/x.png", "c/x.png", "c/x_2.png", "d/X.jpg", "d/y.webp"]
-    # the first of each name keeps it, later ones get the lowest free number (ignoring case)
-    assert output_names(names) == ["x.png", "x_3.png", "x_4.png", "x_2.png", "X_5.png", "y.png"]
+    # inputs sharing a name (ignoring case) keep their extension; one file name in two folders is numbered
+    expected = ["x.png.png", "x.png_2.png", "x.png_3.png", "x_2.png", "X.jpg.png", "y.png"]  # x: .png and .jpg
+    assert output_names(names) == expected
+    # files added later with other names rename nothing; a name of the same stem renames that stem only
+    assert output_names([*names, "e/z.png", "e/a.tif"])[:6] == expected
+    assert output_names(["d/a.jpg", "d/b.png"]) == ["a.png", "b.png"]
+    assert output_names(["d/a.jpg", "d/b.png", "d/a.webp"]) == ["a.jpg.png", "b.png", "a.webp.png"]
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()
         rgb(tmp_path / folder / "x.png")
@@ -55,8 +60,7 @@ def test_three_inputs_of_one_name_all_survive(compact, tmp_path, capsys):
 def test_output_folder_that_holds_the_inputs_never_overwrites_one(compact, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
-    rgb(photos / "a.jpg", seed=1)
-    rgb(photos / "a.png", seed=2)  # a.jpg's output would be photos/a.png: an input
+    rgb(photos / "a.png", seed=2)  # its output would be photos/a.png: itself
     rgb(photos / "b.jpg", seed=3)
     before = _files(photos)
     for extra in ([], ["--overwrite"]):
@@ -67,6 +71,21 @@ def test_output_folder_that_holds_the_inputs_never_overwrites_one(compact, tmp_p
         assert _files(photos) == before  # nothing written, not even b's output
     code, _, err = run_cli(capsys, "upscale", photos / "a.png", "-o", photos / "a.png", "--model", compact)
     assert code == 2 and "input" in err and _files(photos) == before
+
+
+def test_an_output_folder_that_holds_the_inputs_resumes(compact, tmp_path, capsys):
+    """``upscale same/ -o same/`` twice: the second run resumes (outputs are not taken as inputs)."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rgb(photos / "a.jpg", seed=1)
+    rgb(photos / "b.webp", seed=2)
+    code, _, err = run_cli(capsys, "upscale", photos, "-o", photos, "--model", compact)
+    assert code == 0, err
+    written = _files(photos)
+    assert {"a.png", "b.png"} <= set(written)
+    code, out, err = run_cli(capsys, "upscale", photos, "-o", photos, "--model", compact)
+    assert code == 0 and "nothing to do: all 2 images" in out, (out, err)
+    assert _files(photos) == written
 
 
 def test_existing_outputs_need_overwrite(compact, tmp_path, capsys):
@@ -128,7 +147,7 @@ def test_an_interrupted_write_leaves_no_partial_file(compact, tmp_path, capsys, 
         for name, data in earlier.items():
             (out / name).write_bytes(data)
         code, _, err = run_cli(capsys, "upscale", tmp_path / "a.png", "-o", out, "--model", compact, *extra)
-        assert code == (130 if failure is KeyboardInterrupt else 2)
+        assert code == (130 if failure is KeyboardInterrupt else 1)  # a failed write: 1, as under Ray
         assert err.strip().splitlines()[-1].startswith("error: ")
         assert _files(out) == earlier  # no partial PNG, no temporary file, the earlier file intact
 

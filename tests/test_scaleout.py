@@ -16,7 +16,7 @@ from cli_helpers import compact_checkpoint, folder_files, rgb, run_cli
 from srt.cli import pool
 from srt.cli.errors import CliError
 from srt.cli.outputs import Job
-from srt.cli.resume import RECORD_NAME, is_complete_png, read_record
+from srt.cli.resume import is_complete_png, read_log
 from srt.cli.upscaler import RunSpec
 from srt.engine.host import Settings
 
@@ -87,7 +87,7 @@ def test_ray_with_cpu_actors_writes_what_one_process_writes(compact, photos, tmp
 def test_a_rerun_skips_what_is_written_and_redoes_what_is_not(compact, photos, tmp_path, capsys):
     out = tmp_path / "out"
     reference = _one_process(capsys, compact, photos, out)
-    assert read_record(str(out))["model"] == os.path.basename(compact)
+    assert read_log(str(out))["a.png"]["identity"]["model"] == os.path.basename(compact)
     os.remove(out / "b.png")  # never written
     (out / "c.png").write_bytes((out / "c.png").read_bytes()[:100])  # cut short by another tool
     assert not is_complete_png(str(out / "c.png")) and is_complete_png(str(out / "a.png"))
@@ -96,35 +96,52 @@ def test_a_rerun_skips_what_is_written_and_redoes_what_is_not(compact, photos, t
     code, stdout, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact, *ONE_THREAD)
     assert code == 1 and "broken.png" in err  # the corrupt input is tried again, and fails again
     assert "resuming: 3 of 6 images are already in" in err
+    assert "1 image in" in err and "changed since: making them again" in err  # c.png
     assert "2 of 3 images written" in stdout and "3 were already there" in stdout, stdout
     assert _contents(out) == reference
     assert {name: os.stat(out / name).st_mtime_ns for name in before} == before  # not written again
 
 
-def test_a_folder_of_another_job_is_not_resumed(compact, photos, tmp_path, capsys):
+def test_outputs_of_other_settings_are_made_again_not_resumed(compact, photos, tmp_path, capsys):
+    """The log traces every output to its settings: another overlap is another job's image."""
     out = tmp_path / "out"
     _one_process(capsys, compact, photos, out)
-    record = (out / RECORD_NAME).read_bytes()
-    code, _, err = run_cli(
+    code, stdout, err = run_cli(
         capsys, "upscale", photos, "-o", out, "--model", compact, "--overlap", "8", *ONE_THREAD
     )
-    assert code == 2 and "another job" in err and "--overwrite" in err
-    assert (out / RECORD_NAME).read_bytes() == record  # nothing touched
+    assert code == 1 and "5 images in" in err and "made with other settings" in err, err
+    assert "5 of 6 images written" in stdout and "already there" not in stdout
+    assert {e["identity"]["settings"]["overlap"] for e in read_log(str(out)).values()} == {8}
+
+
+def test_files_no_job_wrote_need_overwrite(compact, photos, tmp_path, capsys):
+    """An output the log does not know may be somebody's file: refused, nothing touched."""
+    out = tmp_path / "out"
+    _one_process(capsys, compact, photos, out)
+    (out / "zz.png").write_bytes(b"mine")
+    (photos / "zz.jpg").write_bytes((photos / "a.png").read_bytes())
+    before = _contents(out)
+    code, _, err = run_cli(capsys, "upscale", photos, "-o", out, "--model", compact, *ONE_THREAD)
+    assert code == 2 and "zz.png" in err and "--overwrite" in err
+    assert _contents(out) == before
 
 
 def test_stopping_the_workers_leaves_no_partial_file(compact, photos, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     jobs = [Job(str(photos / name), str(out / f"{i}.png")) for i, name in enumerate(sorted(IMAGES) * 4)]
-    leftover = out / ".3.png.killed.part"  # what a killed worker's write leaves behind
+    leftover = out / ".3.png.job1-killed.part"  # what a killed worker's write leaves behind
     leftover.write_bytes(b"half")
-    spec = RunSpec(compact, Settings(), overwrite=False, quiet=True, threads=1)
+    running = out / ".3.png.job2-4f2a.part"  # another job's write in progress: not ours to remove
+    running.write_bytes(b"half")
+    spec = RunSpec(compact, Settings(), overwrite=False, quiet=True, threads=1, job_id="job1")
     outcomes = pool.run(spec, jobs, ["cpu", "cpu"], err=open(os.devnull, "w"))
     first = next(outcomes)
     assert first.error is None, first.error
     outcomes.close()  # what an interrupt does: the generator's cleanup stops every worker
     names = os.listdir(out)
-    assert not [n for n in names if n.endswith(".part")], names
+    assert [n for n in names if n.endswith(".part")] == [running.name], names
+    names.remove(running.name)
     assert all(is_complete_png(str(out / n)) for n in names)
     assert len(names) < len(jobs)  # it did stop
 
