@@ -9,20 +9,26 @@ the traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
 import traceback
 from typing import TextIO
 
-from ..engine.comparison import MODES
-from ..engine.host import Settings
-from ..engine.metrics import CHANNELS
-from ..engine.precision import PRECISIONS
-from . import compare, info, upscale
-from .compile_policy import COMPILE_CHOICES, CUDA_MIN_TILES
-from .device import DEVICES
+from .choices import (
+    CHANNELS,
+    COMPILE_CHOICES,
+    CUDA_MIN_TILES,
+    DEFAULT_OVERLAP,
+    DEFAULT_PATTERN,
+    DEFAULT_SCALE,
+    DEFAULT_SCALES,
+    DEVICES,
+    MODES,
+    NAMING_RULE,
+    PRECISIONS,
+)
 from .errors import USAGE, CliError, first_line
-from .models import DEFAULT_PATTERN, DEFAULT_SCALE, DEFAULT_SCALES
-from .outputs import NAMING_RULE
 from .signals import Stopped, exit_code
 
 PROG = "python -m cli"
@@ -72,8 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
             f"Output names: {NAMING_RULE}. An output is never written over an input, and an existing "
             "one only with --overwrite; each PNG appears complete or not at all (written to a temporary "
             "file, then renamed). An image that fails is reported on one line and the others still run. "
-            "Running the same command again on the same output folder resumes: images already written "
-            "are skipped (the folder's .srt_upscale_job.json records the model and settings)."
+            "One job at a time per output folder (a second is refused, naming the first). Running the "
+            "same command again resumes: an image is skipped only when the folder's job log "
+            "(.srt_upscale_job.jsonl) traces it to this model, these settings and its unchanged "
+            "input; images of other settings are made again."
         ),
         epilog=EXIT_CODES,
     )
@@ -105,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--overlap",
         type=_size,
-        default=Settings().overlap,
+        default=DEFAULT_OVERLAP,
         metavar="N",
         help="overlap of neighbouring tiles (default %(default)s)",
     )
@@ -156,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar and no summary lines, errors only"
     )
-    up.set_defaults(run=upscale.run)
+    up.set_defaults(run="upscale")
 
     inf = commands.add_parser(
         "info",
@@ -165,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Describe a checkpoint.",
     )
     inf.add_argument("model", metavar="MODEL", help="checkpoint path, or a file name in weights/")
-    inf.set_defaults(run=info.run)
+    inf.set_defaults(run="info")
 
     cmp = commands.add_parser(
         "compare",
@@ -186,8 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--overwrite", action="store_true", help="replace the -o file if it exists")
     cmp.add_argument("--mode", choices=MODES, default="side_by_side", help="comparison image layout")
     cmp.add_argument("--gain", type=float, default=8.0, help="amplification of the difference heatmap")
-    cmp.set_defaults(run=compare.run)
+    cmp.set_defaults(run="compare")
     return parser
+
+
+def check_inputs(args) -> None:
+    """Files the command reads that do not exist: one error naming the first, before any import."""
+    paths = {"upscale": lambda: args.inputs, "compare": lambda: [args.a, args.b, args.reference]}
+    for path in paths.get(args.command_name, list)():
+        if path is not None and not os.path.exists(path):
+            raise CliError("input not found", path, "check the path")
 
 
 def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO | None = None) -> int:
@@ -205,7 +221,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         parser.print_help(err)
         return USAGE
     try:
-        return args.run(args, out, err)
+        check_inputs(args)  # before the seconds importing torch takes
+        command = importlib.import_module(f".{args.run}", __package__)
+        return command.run(args, out, err)
     except CliError as e:
         if args.debug:
             traceback.print_exception(e, file=err)

@@ -24,46 +24,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import torch
 from PIL import Image
 
 from ..engine.host import Settings
 from ..engine.plan import plan
+from .choices import COMPILE_CHOICES, CUDA_MIN_TILES, PAYBACK, Payback  # noqa: F401 (re-exported)
 from .images import EXIF_ORIENTATION
 
-COMPILE_CHOICES = ("auto", "on", "off")
 _SIDEWAYS = (5, 6, 7, 8)  # EXIF orientations read with height and width swapped
-
-
-@dataclass(frozen=True)
-class Payback:
-    """What compiling costs and saves on one kind of device.
-
-    Attributes:
-        compile_seconds: one compile of one tile shape (the first compiled tile's extra time).
-        tile_saving: seconds a compiled tile saves over an eager one (0: compiled is not faster).
-    """
-
-    compile_seconds: float
-    tile_saving: float
-
-    @property
-    def min_tiles(self) -> float:
-        """Tiles of one shape from which compiling pays for itself (inf: never)."""
-        if self.tile_saving <= 0:
-            return math.inf
-        return math.ceil(self.compile_seconds / self.tile_saving)
-
-
-PAYBACK = {
-    # bench_models --compile, CPU fp32 at 128 px: compiled 0.96x of eager (SwinIR-S), over 2 minutes
-    # compiling on 2 cores
-    "cpu": Payback(compile_seconds=140.0, tile_saving=0.0),
-    "cuda": Payback(compile_seconds=60.0, tile_saving=0.25),  # estimate; 512 px tiles
-}
-CUDA_MIN_TILES = int(PAYBACK["cuda"].min_tiles)
 
 
 def compiler_ready(kind: str) -> bool:

@@ -8,9 +8,8 @@ from collections.abc import Callable
 import torch
 
 from ..engine.host import Host
+from .choices import DEVICES  # noqa: F401 (re-exported)
 from .errors import CliError
-
-DEVICES = ("auto", "cpu", "cuda")
 
 
 def choose_device(name: str) -> torch.device:

@@ -42,7 +42,11 @@ def _alive(pid: int) -> bool:
 
 def _describe(holder: dict) -> str:
     started = holder.get("started")
-    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else "?"
+    when = (
+        time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+        if isinstance(started, (int, float))
+        else "?"
+    )
     command = holder.get("command") or "?"
     return f"process {holder.get('pid', '?')} on {holder.get('host', '?')} since {when}: {command}"
 

@@ -13,14 +13,12 @@ import os
 
 from ..arch.errors import ModelLoadError
 from ..arch.loader import MODEL_EXTENSIONS, load_model
+from .choices import DEFAULT_PATTERN, DEFAULT_SCALE, DEFAULT_SCALES  # noqa: F401 (re-exported)
 from .errors import CliError, first_line, strip_file_prefix
 
 PACK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEIGHTS_DIR = os.path.join(PACK_DIR, "weights")
 # The default model for a scale: weights/SRT_<name>_x<scale>.safetensors (e.g. SRT_ATD-tiny_x4).
-DEFAULT_PATTERN = "SRT_*_x{scale}.safetensors"
-DEFAULT_SCALES = (2, 4)
-DEFAULT_SCALE = 4
 MODELS_CARD = "weights/DEFAULT_MODELS.md"
 
 

@@ -30,14 +30,10 @@ from typing import BinaryIO
 
 import torch
 
+from .choices import NAMING_RULE  # noqa: F401 (re-exported)
 from .errors import CliError
 from .images import IMAGE_EXTENSIONS, is_image_file, write_png
 
-NAMING_RULE = (
-    "each image is written as <name>.png in the -o folder; inputs that share a name but not the "
-    "extension (ignoring case: a.jpg and a.png) keep it instead: a.jpg.png, a.png.png; one file "
-    "name in several folders: x.png, x_2.png, ... in input order"
-)
 TEMP_SUFFIX = ".part"
 
 
