@@ -192,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", metavar="PNG", help="also save the comparison image (never over A, B or R)"
     )
     cmp.add_argument("--overwrite", action="store_true", help="replace the -o file if it exists")
+    cmp.add_argument(
+        "--resize",
+        action="store_true",
+        help="compare images of different sizes, resized (bicubic) to the reference's (else A's); "
+        "without it they are refused",
+    )
     cmp.add_argument("--mode", choices=MODES, default="side_by_side", help="comparison image layout")
     cmp.add_argument("--gain", type=float, default=8.0, help="amplification of the difference heatmap")
     cmp.set_defaults(run="compare")

@@ -12,7 +12,7 @@ from typing import TextIO
 
 import torch
 
-from ..engine.comparison import CompareInputError, compare
+from ..engine.comparison import CompareInputError, compare, rename
 from ..engine.metrics import MetricInputError
 from .errors import CliError, first_line
 from .images import read_image
@@ -28,6 +28,22 @@ def image_batch(path: str) -> torch.Tensor:
     return pixels[None]
 
 
+def check_sizes(images: dict[str, torch.Tensor], resize: bool) -> None:
+    """Images of different sizes are compared only with ``--resize`` (never silently stretched);
+    the size follows the reference, else the first image."""
+    sizes = {path: tuple(x.shape[1:3]) for path, x in images.items()}
+    target, size = list(sizes.items())[-1] if len(sizes) == 3 else next(iter(sizes.items()))
+    other = next((path for path, s in sizes.items() if s != size), None)
+    if other is None or resize:
+        return
+    h, w = sizes[other]
+    raise CliError(
+        "the images differ in size",
+        f"{other} is {w}x{h}, {target} is {size[1]}x{size[0]}",
+        f"crop them alike, or pass --resize to compare {other} resized (bicubic) to {size[1]}x{size[0]}",
+    )
+
+
 def run(args, out: TextIO, err: TextIO) -> int:
     """Print the comparison report (and save the comparison image with ``-o``); returns the exit code."""
     inputs = [p for p in (args.a, args.b, args.reference) if p]
@@ -37,13 +53,20 @@ def run(args, out: TextIO, err: TextIO) -> int:
         check_targets(inputs, [args.output], args.overwrite)
     a, b = image_batch(args.a), image_batch(args.b)
     reference = image_batch(args.reference) if args.reference else None
+    names = {"image_a": args.a, "image_b": args.b, "reference": args.reference or "reference"}
+    check_sizes(
+        {args.a: a, args.b: b, **({args.reference: reference} if args.reference else {})}, args.resize
+    )
     try:
         result = compare(
             a, b, reference, mode=args.mode, channels=args.channels, border=args.border_crop, gain=args.gain
         )
     except (CompareInputError, MetricInputError) as e:
         raise CliError("cannot compare the images", ", ".join(inputs), first_line(e)) from e
-    print(result.report(), file=out)
+    if args.resize:  # say so before the table, not after it
+        for note in result.aligned.notes:
+            print(f"note: {rename(note, names)}", file=err)
+    print(result.report(names), file=out)
     if args.output:
         try:
             save_png(args.output, result.image[0], overwrite=args.overwrite)

@@ -176,8 +176,14 @@ class Comparison:
         """One line per label with the batch means, e.g. ``B vs A: 31.20 dB, SSIM 0.9512``."""
         return [f"{label}: {s.mean_psnr:.2f} dB, SSIM {s.mean_ssim:.4f}" for label, s in self.scores.items()]
 
-    def report(self) -> str:
-        """Per-image and mean PSNR (2 decimals) and SSIM (4 decimals), then notes."""
+    def report(self, names: dict[str, str] | None = None) -> str:
+        """Per-image and mean PSNR (2 decimals) and SSIM (4 decimals), then notes.
+
+        Args:
+            names: what to call ``image_a``, ``image_b`` and ``reference`` in the notes (the
+                command line's file names); without it the node's report, which ends by naming what
+                its ``psnr``/``ssim`` outputs hold.
+        """
         frames, height, width = self.aligned.b.shape[:3]
         other = "rgb" if self.channels == "y" else "y"
         header = f"{frames} frame(s), {width}x{height}, {CHANNEL_NAMES[self.channels]}"
@@ -189,9 +195,17 @@ class Comparison:
         lines.append(_row("mean", [(s.mean_psnr, s.mean_ssim) for s in self.scores.values()]))
         other_means = [(s.mean_psnr, s.mean_ssim) for s in self.other_scores.values()]
         lines.append(_row(f"mean {other.upper()}", other_means))
-        lines += ["", f"psnr/ssim outputs: {list(self.scores)[-1]}, {CHANNEL_NAMES[self.channels]}"]
-        lines += [f"note: {note}" for note in self.aligned.notes]
+        if names is None:
+            lines += ["", f"psnr/ssim outputs: {list(self.scores)[-1]}, {CHANNEL_NAMES[self.channels]}"]
+        lines += [f"note: {rename(note, names)}" for note in self.aligned.notes]
         return "\n".join(lines)
+
+
+def rename(note: str, names: dict[str, str] | None) -> str:
+    """``note`` with the node's input names replaced by ``names`` (e.g. file names)."""
+    for name, shown in (names or {}).items():
+        note = note.replace(name, shown)
+    return note
 
 
 def _row(name: str, cells: list[tuple[float, float]]) -> str:

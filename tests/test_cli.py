@@ -195,8 +195,21 @@ def test_compare_reports_the_engine_metrics(tmp_path, capsys):
     assert code == 0
     images = [read_image(p).pixels[None] for p in paths]
     expected = compare(images[0], images[1], images[2], border=2)
-    assert stdout == expected.report() + "\n"
+    names = {"image_a": paths[0], "image_b": paths[1], "reference": paths[2]}
+    assert stdout == expected.report(names) + "\n"
+    assert "psnr/ssim outputs" not in stdout, "the node's wording"
     assert Image.open(tmp_path / "cmp.png").size == (72, 24)  # A | B | reference
+
+
+def test_compare_refuses_images_of_other_sizes_unless_resize(tmp_path, capsys):
+    """200x140 against 256x256 was stretched silently (a note after the table, exit 0)."""
+    a, b = rgb(tmp_path / "a.png", 256, 256, seed=0), rgb(tmp_path / "b.png", 140, 200, seed=1)
+    code, stdout, err = run_cli(capsys, "compare", a, b)
+    assert code == 2 and stdout == "" and "differ in size" in err and "--resize" in err
+    assert "b.png is 200x140" in err and "a.png is 256x256" in err
+    code, stdout, err = run_cli(capsys, "compare", a, b, "--resize")
+    assert code == 0 and err.startswith("note: ") and "b.png is 200x140: resized" in err
+    assert "image_b" not in stdout + err
 
 
 def test_bad_input_gives_one_line_and_a_nonzero_exit(compact, tmp_path, capsys):
