@@ -78,7 +78,7 @@ def test_load_sr_model_output_carries_a_patcher(host):
 def test_load_sr_model_text_and_cache(host):
     desc, text = load(host, ATD)
     lines = text.splitlines()
-    assert lines[0].startswith("ATD-light x2 (ATD), 0.75 M params")
+    assert lines[0].startswith("ATD-light x2, 0.75 M params")  # the variant names the family
     assert "precisions: fp32, bf16, fp16" in lines
     assert "channels: 3 -> 3; input size: any" in lines
     assert lines[-1] == f"{ATD} (SR Transformers implementation)"

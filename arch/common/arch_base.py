@@ -35,7 +35,9 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        lines = [f"{self.variant} x{self.scale} ({self.family}), {self.params / 1e6:.2f} M params"]
+        # "RGT-S x4", "ATD (custom) x2": the family only where the variant does not name it
+        family = "" if self.variant.startswith(self.family) else f" ({self.family})"
+        lines = [f"{self.variant} x{self.scale}{family}, {self.params / 1e6:.2f} M params"]
         if self.inferred:
             lines.append("inferred: " + "; ".join(f"{k} ({v})" for k, v in self.inferred.items()))
         lines += self.notes

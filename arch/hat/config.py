@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig, exact_ratio
-from ..common.metadata import bad_value, meta_bool, meta_choice, meta_float, meta_int
+from ..common.metadata import bad_value, meta_bool, meta_choice, meta_float, meta_img_range, meta_int
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
 from ..errors import ConfigError
@@ -260,7 +260,7 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[HATConfig
     if conv_scale is None:
         conv_scale = 0.01
         inferred["conv_scale"] = "not stored in weights; 0.01 as in every official config"
-    img_range = meta_float(meta, "img_range", min=0.0, max=1000.0, min_inclusive=False)
+    img_range = meta_img_range(meta)  # the reader (and bounds) every family shares
     if img_range is None:
         img_range = 1.0
         inferred["img_range"] = "not stored in weights; 1.0 as in every official config"
