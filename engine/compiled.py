@@ -63,7 +63,9 @@ def compiled(module: nn.Module, backend, mode: str | None = None) -> Callable:
     forward = _forwards.get(key)
     if forward is None:
         options = {"mode": mode} if mode is not None else {}
-        forward = _forwards[key] = torch.compile(type(module).forward, backend=backend, dynamic=False, **options)
+        forward = _forwards[key] = torch.compile(
+            type(module).forward, backend=backend, dynamic=False, **options
+        )
     return functools.partial(forward, module)
 
 
