@@ -35,6 +35,11 @@ class ModelConfig:
         return len(self.num_heads)
 
     @property
+    def mlp_hidden(self) -> int:
+        """Hidden width of the blocks' MLPs (``int(embed_dim * mlp_ratio)``)."""
+        return int(self.embed_dim * self.mlp_ratio)
+
+    @property
     def out_chans(self) -> int:
         """Image channels of the output."""
         return self.in_chans

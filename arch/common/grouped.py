@@ -4,25 +4,49 @@ Shallow conv (``conv_first``), tokens ``(B, H, W, C)`` through ``before_RG`` (ch
 rearrange and LayerNorm), residual groups (``layers``, the family's own), ``norm``,
 ``conv_after_body`` with the shallow features added back, then the reconstruction: pixel-shuffle
 (``conv_before_upsample``, ``upsample``, ``conv_last``) or pixel-shuffle-direct (``upsample``).
-Each group is called as ``group(tokens, cached_geometry)``; both families' groups are a
-:class:`TokenResidualGroup` of their own blocks.
+Each group is built as ``group(config, index, depth, heads)`` and called as
+``group(tokens, cached_geometry)``; both families' groups are a :class:`TokenResidualGroup` of
+their own blocks, each a :class:`GatedBlock` with its own forward.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import ClassVar
 
 import torch
 from einops.layers.torch import Rearrange
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .gated_mlp import GatedMLP
 from .image import image_mean
 from .model import UPSAMPLE_FEATURES, GeometryLookup, SRModel
 from .residual import residual_conv, residual_conv_from_stream
 from .state import ignore_derived_buffers
 from .stream import norm_to, stream_dtype
 from .upsample import PixelShuffleDirect, PixelShuffleUpsample
+
+
+class GatedBlock(nn.Module):
+    """The modules of an RGT or DAT block: ``norm1``, the attention ``attn``, ``norm2`` and a
+    spatially gated MLP (:class:`~.gated_mlp.GatedMLP`) under the family's key :attr:`mlp_key`.
+    Each family's subclass supplies the forward (both are pre-norm).
+
+    Args:
+        dim: token channels.
+        attn: the block's attention (the family's own).
+        hidden: hidden width of the gated MLP.
+    """
+
+    mlp_key: ClassVar[str]  # the gated MLP's key: ``"mlp"`` (RGT) or ``"ffn"`` (DAT)
+
+    def __init__(self, dim: int, attn: nn.Module, hidden: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = attn
+        self.norm2 = nn.LayerNorm(dim)
+        self.add_module(self.mlp_key, GatedMLP(dim, hidden))
 
 
 class TokenResidualGroup(nn.Module):
@@ -50,20 +74,31 @@ class TokenResidualGroup(nn.Module):
 class GroupedTokenSR(SRModel):
     """Base of the RGT and DAT root modules: subclasses call :meth:`build_trunk` in ``__init__``.
 
+    Args:
+        config: the hyperparameters (``depths``: blocks per group; the even blocks of every group
+            attend in rectangle windows, common/rect_attention.py).
+
     Attributes:
         fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
             it) in float32, as autocast training does; the groups' branches and the convs run in
             the weights' dtype. No effect in float32.
     """
 
+    def __init__(self, config: ModelConfig) -> None:
+        # position biases: 2 branches x up to 4 window-piece shapes per rectangle-window block, for
+        # two (device, dtype)
+        rect_blocks = sum((depth + 1) // 2 for depth in config.depths)
+        super().__init__(config, cache_entries=2 * 2 * 4 * rect_blocks + 8)
+
     def build_trunk(
-        self, c: ModelConfig, groups: Iterable[nn.Module], upsampler: str = "pixelshuffle"
+        self, c: ModelConfig, group: Callable[..., nn.Module], upsampler: str = "pixelshuffle"
     ) -> None:
-        """Every module but the groups' insides, in the official registration order.
+        """Every module, in the official registration order.
 
         Args:
-            c: the config (``in_chans``, ``embed_dim``, ``img_range``, ``resi_connection``, ``scale``).
-            groups: the residual groups, built in order.
+            c: the config (``in_chans``, ``embed_dim``, ``img_range``, ``depths``, ``num_heads``,
+                ``resi_connection``, ``scale``).
+            group: the family's residual group, built as ``group(c, index, depth, heads)``.
             upsampler: ``"pixelshuffle"`` or ``"pixelshuffledirect"``.
         """
         self.img_range = c.img_range
@@ -74,7 +109,10 @@ class GroupedTokenSR(SRModel):
         self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
         self.before_RG = nn.Sequential(Rearrange("b c h w -> b h w c"), nn.LayerNorm(c.embed_dim))
         # deep features
-        self.layers = nn.ModuleList(groups)
+        self.layers = nn.ModuleList(
+            group(c, i, depth, heads)
+            for i, (depth, heads) in enumerate(zip(c.depths, c.num_heads, strict=True))
+        )
         self.norm = nn.LayerNorm(c.embed_dim)
         self.conv_after_body = residual_conv(c.embed_dim, c.resi_connection)
         # reconstruction (the reference's LeakyReLU keeps torch's default slope here)

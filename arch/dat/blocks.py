@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..common.gated_mlp import GatedMLP
-from ..common.grouped import TokenResidualGroup
+from ..common.grouped import GatedBlock, TokenResidualGroup
 from ..common.model import GeometryLookup
 from ..common.stream import norm_to
 from .attention import ChannelAttention, SpatialAttention
+from .config import DATConfig
 
 
-class Block(nn.Module):
-    """Pre-norm transformer block: spatial or channel attention, then the spatial-gate FFN (SGFN).
-
-    Args:
-        dim: token channels.
-        attn: the block's attention (:class:`SpatialAttention` or :class:`ChannelAttention`).
-        ffn_hidden: hidden width of the gated FFN.
+class Block(GatedBlock):
+    """Pre-norm transformer block: spatial or channel attention, then the spatial-gate FFN (SGFN,
+    key ``ffn``). Arguments as :class:`~..common.grouped.GatedBlock`'s; ``attn`` is a
+    :class:`SpatialAttention` or a :class:`ChannelAttention`.
     """
 
-    def __init__(self, dim: int, attn: SpatialAttention | ChannelAttention, ffn_hidden: int) -> None:
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim)
-        self.attn = attn
-        self.norm2 = nn.LayerNorm(dim)
-        self.ffn = GatedMLP(dim, ffn_hidden)
+    mlp_key = "ffn"
+    attn: SpatialAttention | ChannelAttention
+    ffn: GatedMLP
 
     def forward(self, x: Tensor, geometry: GeometryLookup) -> Tensor:
         """``x``: the residual stream (float32 under half weights, see common/stream.py)."""
@@ -39,38 +34,23 @@ class ResidualGroup(TokenResidualGroup):
     """``depth`` blocks alternating spatial and channel attention, a conv, and a residual connection.
 
     Args:
+        c: the hyperparameters.
         index: position of the group in the model (decides which spatial blocks are shifted).
-        dim: token channels.
         depth: number of blocks.
         heads: attention heads.
-        ffn_hidden: hidden width of each gated FFN.
-        split_size: rectangle window ``(height, width)`` of the first spatial branch.
-        resi_connection: ``"1conv"`` or ``"3conv"`` (the conv closing the group).
-        qkv_bias: whether the qkv projections have biases.
-        qk_scale: spatial attention's softmax temperature (None: ``head_dim ** -0.5``).
     """
 
-    def __init__(
-        self,
-        index: int,
-        dim: int,
-        depth: int,
-        heads: int,
-        ffn_hidden: int,
-        split_size: tuple[int, int],
-        resi_connection: str,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-    ) -> None:
+    def __init__(self, c: DATConfig, index: int, depth: int, heads: int) -> None:
+        dim, split = c.embed_dim, (int(c.split_size[0]), int(c.split_size[1]))
         blocks = []
         for j in range(depth):
             if j % 2 == 0:
                 # every other spatial block is shifted, starting with the second in even groups
                 shifted = (j // 2 + index) % 2 == 1
                 attn: SpatialAttention | ChannelAttention = SpatialAttention(
-                    dim, heads, split_size, shifted, qkv_bias, qk_scale
+                    dim, heads, split, shifted, c.qkv_bias, c.qk_scale
                 )
             else:
-                attn = ChannelAttention(dim, heads, qkv_bias)
-            blocks.append(Block(dim, attn, ffn_hidden))
-        super().__init__(blocks, dim, resi_connection)
+                attn = ChannelAttention(dim, heads, c.qkv_bias)
+            blocks.append(Block(dim, attn, c.mlp_hidden))
+        super().__init__(blocks, dim, c.resi_connection)

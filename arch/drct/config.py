@@ -7,19 +7,18 @@ hyperparameter except ``img_range`` is read from tensor shapes.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..common.config import ModelConfig
-from ..common.metadata import meta_img_range, meta_int
+from ..common.metadata import meta_img_range
 from ..common.state import seq_len
+from ..common.swin_config import read_shift, window_from_table
 from ..common.upsample import pixelshuffle_scale
 from ..errors import ConfigError
 
 # Named releases: number of RDGs -> name, for the official width/heads/window/growth settings.
 VARIANT_BY_GROUPS = {6: "DRCT", 12: "DRCT-L", 14: "DRCT-XL"}
-MAX_IMG_SIZE = 65536  # training patch side (64 in the official configs)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,26 +58,6 @@ class DRCTConfig(ModelConfig):
         return [] if self.shift else ["trained on inputs no larger than one window: no shifted windows"]
 
 
-def _window_from_table(rows: int) -> int:
-    side = math.isqrt(rows)
-    if side * side != rows or side % 2 == 0:
-        raise ConfigError(
-            f"relative_position_bias_table has {rows} rows, not (2 * window - 1)^2 for any window: "
-            "the checkpoint is not a DRCT model or is damaged."
-        )
-    return (side + 1) // 2
-
-
-def _has_shift(sd: Mapping, inferred: dict) -> bool:
-    """Official models save a shift mask for every shifted layer unless trained on <= one window."""
-    if "layers.0.swin2.attn_mask" in sd:
-        return True
-    if "layers.0.swin1.attn.relative_position_index" in sd:
-        return False  # buffers were saved, the mask was not: no shifted windows
-    inferred["shift"] = "no saved buffers; assumed shifted windows as in every official config"
-    return True
-
-
 def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[DRCTConfig, dict[str, str]]:
     """The :class:`DRCTConfig` of a state dict (plus traiNNer-redux ``metadata``) and what was inferred."""
     meta = metadata or {}
@@ -96,15 +75,12 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[DRCTConfi
     conv_first = sd["conv_first.weight"]
     embed_dim, in_chans = int(conv_first.shape[0]), int(conv_first.shape[1])
     groups = seq_len(sd, "layers")
-    window = _window_from_table(int(sd["layers.0.swin1.attn.relative_position_bias_table"].shape[0]))
+    window = window_from_table(int(sd["layers.0.swin1.attn.relative_position_bias_table"].shape[0]), "DRCT")
     heads = tuple(
         int(sd[f"layers.{i}.swin1.attn.relative_position_bias_table"].shape[1]) for i in range(groups)
     )
-    shift = _has_shift(sd, inferred)
-    img_size = meta_int(meta, "img_size", min=1, max=MAX_IMG_SIZE)
-    if img_size is not None:
-        shift = img_size > window
-        inferred.pop("shift", None)
+    mask_key, index_key = "layers.0.swin2.attn_mask", "layers.0.swin1.attn.relative_position_index"
+    shift = read_shift(sd, meta, window, mask_key, index_key, inferred)  # even layers shift
     img_range = meta_img_range(meta)
     if img_range is None:
         img_range = 1.0

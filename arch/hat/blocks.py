@@ -22,6 +22,7 @@ from ..common.linear import linear
 from ..common.residual import residual_conv_from_stream
 from ..common.stream import norm_to
 from ..common.swin import ShiftedWindows, SwinLayer
+from .config import HATConfig
 from .ocab import OCAB
 
 
@@ -75,36 +76,17 @@ class HAB(SwinLayer):
     """Hybrid attention block: ``x + attention(norm1(x)) + conv_scale * conv(norm1(x))``, then an MLP.
 
     Args:
-        dim: token channels.
-        heads: attention heads.
-        window: window side.
+        c: the hyperparameters (width, window, MLP, conv branch, ``qkv_bias`` and ``qk_scale``).
+        heads: attention heads of the block's group.
         shifted: whether windows are shifted by half a window.
-        mlp_hidden: hidden width of the MLP.
-        conv_hidden: channels of the conv branch.
-        squeezed: channel-attention bottleneck.
-        conv_scale: weight of the conv branch.
-        qkv_bias: whether the qkv projection has a bias.
-        qk_scale: attention temperature (None: ``head_dim ** -0.5``).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        window: int,
-        shifted: bool,
-        mlp_hidden: int,
-        conv_hidden: int,
-        squeezed: int,
-        conv_scale: float,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-    ) -> None:
-        super().__init__(dim, heads, window, shifted, mlp_hidden, qkv_bias)
-        if qk_scale:
-            self.attn.scale = qk_scale
-        self.conv_scale = conv_scale
-        self.conv_block = ConvBlock(dim, conv_hidden, squeezed)
+    def __init__(self, c: HATConfig, heads: int, shifted: bool) -> None:
+        super().__init__(c.embed_dim, heads, c.window_size, shifted, c.mlp_hidden, c.qkv_bias)
+        if c.qk_scale:
+            self.attn.scale = c.qk_scale
+        self.conv_scale = c.conv_scale
+        self.conv_block = ConvBlock(c.embed_dim, c.conv_channels, c.squeeze_channels)
 
     def forward(self, x: Tensor, pos_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows) -> Tensor:
         """Args:
@@ -129,29 +111,31 @@ class AttentionBlocks(nn.Module):
 
 
 class RHAG(nn.Module):
-    """Residual hybrid attention group.
+    """Residual hybrid attention group: HABs (odd ones shifted where the model shifts), an OCAB,
+    then the closing 3x3 conv (``"1conv"``; none with ``"identity"``), with a skip around all.
 
     Args:
-        blocks: the group's HABs (even ones plain, odd ones shifted).
-        overlap_attn: its OCAB.
-        conv: the 3x3 conv closing the group (``"1conv"``), or None (``"identity"``).
+        c: the hyperparameters.
+        heads: attention heads of the group.
+        depth: HABs in the group.
     """
 
-    def __init__(self, blocks: list[HAB], overlap_attn: OCAB, conv: nn.Conv2d | None) -> None:
+    def __init__(self, c: HATConfig, heads: int, depth: int) -> None:
         super().__init__()
-        self.residual_group = AttentionBlocks(blocks, overlap_attn)
-        self.conv = conv
+        blocks = [HAB(c, heads, shifted=c.shift and i % 2 == 1) for i in range(depth)]
+        self.residual_group = AttentionBlocks(blocks, OCAB(c, heads))
+        self.conv = nn.Conv2d(c.embed_dim, c.embed_dim, 3, 1, 1) if c.resi_connection == "1conv" else None
 
     def forward(
-        self, x: Tensor, hab_biases: list[Tensor], ocab_bias: Tensor, shift_masks: Tensor, order: ShiftedWindows
+        self, x: Tensor, biases: tuple[list[Tensor], Tensor], shift_masks: Tensor, order: ShiftedWindows
     ) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream.
-        hab_biases: each HAB's ``(heads, N, N)`` position bias.
-        ocab_bias: the OCAB's ``(heads, ws*ws, ow*ow)`` position bias.
+        biases: each HAB's ``(heads, N, N)`` position bias, and the OCAB's ``(heads, ws*ws, ow*ow)``.
         shift_masks: ``(4, 1, N, N)`` shifted-window masks.
         order: the shifted windows of this ``H x W`` grid.
         """
+        hab_biases, ocab_bias = biases
         y = x
         for block, bias in zip(self.residual_group.blocks, hab_biases, strict=True):
             y = block(y, bias, shift_masks, order)

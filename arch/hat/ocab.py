@@ -21,6 +21,7 @@ from ..common.position import lookup_position_bias
 from ..common.stream import norm_to
 from ..common.swin import Mlp
 from ..common.windows import window_partition, window_reverse, windowed_attention
+from .config import HATConfig
 
 
 def overlap_position_index(window: int, overlap_window: int, device: torch.device | None = None) -> Tensor:
@@ -61,38 +62,26 @@ class OCAB(nn.Module):
     """Overlapping cross-attention, then an MLP, both residual (keys of ``overlap_attn``).
 
     Args:
-        dim: token channels.
-        heads: attention heads.
-        window: query window side.
-        overlap_window: key/value window side.
-        mlp_hidden: hidden width of the MLP.
-        qkv_bias: whether the qkv projection has a bias.
-        qk_scale: attention temperature (None: ``head_dim ** -0.5``).
+        c: the hyperparameters (width, query window ``window_size``, key window ``overlap_window``,
+            MLP, ``qkv_bias`` and ``qk_scale``).
+        heads: attention heads of the block's group.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        heads: int,
-        window: int,
-        overlap_window: int,
-        mlp_hidden: int,
-        qkv_bias: bool = True,
-        qk_scale: float | None = None,
-    ) -> None:
+    def __init__(self, c: HATConfig, heads: int) -> None:
         super().__init__()
+        dim = c.embed_dim
         self.heads = heads
-        self.window = window
-        self.overlap_window = overlap_window
-        self.scale = qk_scale or (dim // heads) ** -0.5
+        self.window = c.window_size
+        self.overlap_window = c.overlap_window
+        self.scale = c.qk_scale or (dim // heads) ** -0.5
         self.norm1 = nn.LayerNorm(dim)
-        self.qkv = Linear(dim, 3 * dim, bias=qkv_bias)
+        self.qkv = Linear(dim, 3 * dim, bias=c.qkv_bias)
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros((window + overlap_window - 1) ** 2, heads)
+            torch.zeros((self.window + self.overlap_window - 1) ** 2, heads)
         )
         self.proj = Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, mlp_hidden)
+        self.mlp = Mlp(dim, c.mlp_hidden)
 
     def position_bias(self, index: Tensor) -> Tensor:
         """Per-head bias ``(heads, ws*ws, ow*ow)`` for :func:`overlap_position_index`."""

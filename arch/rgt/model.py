@@ -23,29 +23,12 @@ class RGT(GroupedTokenSR):
 
     Args:
         config: the hyperparameters (default: official RGT x4).
-
-    Attributes:
-        fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
-            it) in float32, as autocast training does; attention, MLP and convs run in the
-            weights' dtype. No effect in float32.
     """
 
     def __init__(self, config: RGTConfig | None = None) -> None:
         c = config or RGTConfig()
-        # position biases: 2 branches x up to 4 window-piece shapes per L-SA block, for two (device, dtype)
-        lsa_blocks = sum((d + 1) // 2 for d in c.depths)
-        super().__init__(c, cache_entries=2 * 2 * 4 * lsa_blocks + 8)
-        hidden = int(c.embed_dim * c.mlp_ratio)
-        split = (int(c.split_size[0]), int(c.split_size[1]))
-        self.build_trunk(
-            c,
-            (
-                ResidualGroup(
-                    i, c.embed_dim, d, heads, hidden, split, c.c_ratio, c.resi_connection, c.qkv_bias
-                )
-                for i, (d, heads) in enumerate(zip(c.depths, c.num_heads, strict=True))
-            ),
-        )
+        super().__init__(c)
+        self.build_trunk(c, ResidualGroup)
 
     def working_set_per_pixel(self, tile_h: int, tile_w: int) -> float:
         """Block activations, the rectangle windows' attention (or RG-SA's, whose key count grows

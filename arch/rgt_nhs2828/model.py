@@ -52,7 +52,7 @@ class NHS2828RGT(SRModel):
     def __init__(self, config: NHS2828Config | None = None) -> None:
         super().__init__(config or NHS2828Config())
         c = self.config
-        dim, hidden = c.embed_dim, int(c.embed_dim * c.mlp_ratio)
+        dim, hidden = c.embed_dim, c.mlp_hidden
 
         def group(depth: int, heads: int) -> ResidualGroup:
             def make_local() -> LocalBlock:

@@ -12,7 +12,6 @@ stream scaled by a power of two (``common/residual.py``), so nothing leaves fp16
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 from ..common.residual import residual_conv, residual_conv_from_stream
@@ -69,16 +68,16 @@ class RSTB(nn.Module):
         pos_biases: list[Tensor],
         shift_masks: Tensor,
         order: ShiftedWindows,
-        dtype: torch.dtype,
     ) -> Tensor:
         """Args:
         x: ``(B, H, W, C)`` residual stream (float32, or the weights' dtype).
         pos_biases: each layer's ``(heads, N, N)`` position bias.
         shift_masks: ``(4, 1, N, N)`` shifted-window masks.
         order: the shifted windows of this ``H x W`` grid.
-        dtype: the weights' dtype, in which the conv runs.
         """
         y = self.residual_group(x, pos_biases, shift_masks, order)
-        # the conv sees the raw stream as an image; (B, C, H, W) views of channels-last tokens
+        # the conv sees the raw stream as an image (a (B, C, H, W) view of channels-last tokens)
+        # and runs in the weights' dtype
+        dtype = next(self.conv.parameters()).dtype
         out = residual_conv_from_stream(self.conv, y.permute(0, 3, 1, 2), dtype)
         return x + out.permute(0, 2, 3, 1)

@@ -16,12 +16,12 @@ from ..common.config import ModelConfig, exact_ratio
 from ..common.metadata import given, meta_bool, meta_choice, meta_img_range, meta_int, shown
 from ..common.residual import residual_conv_kind
 from ..common.state import seq_len
+from ..common.swin_config import read_shift, window_from_table
 from ..common.upsample import pixelshuffle_scale
 from ..errors import ConfigError
 from .keys import BLOCK0, conv_first_prefix
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
-MAX_IMG_SIZE = 65536  # training patch side (48-128 in the official configs)
 # The JPEG artifact-removal releases are the only ones with 7 px windows, and they take inputs in
 # [0, 255] (img_range 255); every other release uses 1. spandrel infers it the same way.
 JPEG_WINDOW = 7
@@ -107,16 +107,6 @@ class SwinIRConfig(ModelConfig):
         return notes
 
 
-def _window_from_table(rows: int) -> int:
-    side = math.isqrt(rows)
-    if side * side != rows or side % 2 == 0:
-        raise ConfigError(
-            f"relative_position_bias_table has {rows} rows, not (2 * window - 1)^2 for any window: "
-            "the checkpoint is not a SwinIR model or is damaged."
-        )
-    return (side + 1) // 2
-
-
 def _reconstruction(sd: Mapping, in_chans: int) -> tuple[str, int]:
     """Upsampler kind and its upsampling factor from the reconstruction keys."""
     if "conv_up1.weight" in sd:
@@ -149,17 +139,10 @@ def _channels(sd: Mapping, first: str) -> tuple[int, int, int]:
     return embed_dim, in_chans, unshuffle
 
 
-def _has_shift(sd: Mapping, depths: tuple[int, ...], inferred: dict) -> bool:
-    """Official models save a shift mask in every odd block unless trained on <= one window."""
-    if max(depths) < 2:
-        return True  # no odd block: nothing shifts either way
-    group = next(i for i, d in enumerate(depths) if d >= 2)
-    if f"layers.{group}.residual_group.blocks.1.attn_mask" in sd:
-        return True
-    if BLOCK0 + "attn.relative_position_index" in sd:
-        return False  # buffers were saved, the mask was not: no shifted windows
-    inferred["shift"] = "no saved buffers; assumed shifted windows as in every official config"
-    return True
+def _shift_mask_key(depths: tuple[int, ...]) -> str | None:
+    """Where the first shifted (odd) block saves its shift mask; None where no group has one."""
+    group = next((i for i, d in enumerate(depths) if d >= 2), None)
+    return None if group is None else f"layers.{group}.residual_group.blocks.1.attn_mask"
 
 
 def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRConfig, dict[str, str]]:
@@ -188,7 +171,7 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRCon
     tables = [
         sd[f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table"] for i in range(groups)
     ]
-    window = _window_from_table(int(tables[0].shape[0]))
+    window = window_from_table(int(tables[0].shape[0]), "SwinIR")
     meta_window = meta_int(meta, "window_size", min=1, max=256)
     if meta_window is not None and meta_window != window:
         raise ConfigError(
@@ -202,11 +185,8 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[SwinIRCon
             f"training metadata sets start_unshuffle={meta_unshuffle}, but the weights "
             f"unshuffle by {unshuffle}. The metadata does not belong to these weights: remove it."
         )
-    shift = _has_shift(sd, depths, inferred)
-    img_size = meta_int(meta, "img_size", min=1, max=MAX_IMG_SIZE)
-    if img_size is not None:
-        shift = img_size > window
-        inferred.pop("shift", None)
+    index_key = BLOCK0 + "attn.relative_position_index"
+    shift = read_shift(sd, meta, window, _shift_mask_key(depths), index_key, inferred)
     img_range = meta_img_range(meta)
     if img_range is None:
         jpeg = window == JPEG_WINDOW
