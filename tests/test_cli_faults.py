@@ -142,3 +142,36 @@ def test_a_worker_killed_mid_image_fails_that_image_only(photos, tmp_path):
     assert len(pngs(out)) == IMAGES - 1, (pngs(out), err)
     assert not [n for n in os.listdir(out) if n.endswith(".part")]
     assert f"{IMAGES - 1} of {IMAGES} images written" in stdout
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["INT", "TERM"]
+)
+def test_a_stop_while_torch_loads_is_one_line(photos, tmp_path, signum, code):
+    """Ctrl+C (or SIGTERM) in the seconds the command spends importing torch: one line, no traceback."""
+    argv = [
+        sys.executable,
+        "-X",
+        "importtime",
+        "-m",
+        "cli",
+        "upscale",
+        str(photos),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # -X importtime writes a line per module imported: stop it once torch's own modules are loading
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "torch." in line:
+            break
+    os.kill(proc.pid, signum)
+    _, rest = proc.communicate(timeout=60)
+    err = [
+        line for line in "".join(seen).splitlines() + rest.splitlines() if not line.startswith("import time:")
+    ]
+    assert proc.returncode == code, err
+    assert len(err) == 1 and err[0].startswith("error: ") and "Traceback" not in rest, err
+    assert not os.path.exists(tmp_path / "out")
