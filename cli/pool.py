@@ -28,6 +28,7 @@ import torch
 
 from .errors import PARTIAL, CliError
 from .outputs import Job, temporary_pattern
+from .streams import LineStream
 from .upscaler import Outcome, RunSpec, attempt
 
 BOOT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_worker_boot.py")
@@ -64,26 +65,6 @@ def parse_devices(text: str) -> list[str]:
     return devices
 
 
-class _ToParent:
-    """A text stream a worker's warnings go through: each line reaches the parent as a message."""
-
-    def __init__(self, results, rank: int) -> None:
-        self.results, self.rank, self.buffer = results, rank, ""
-
-    def write(self, text: str) -> int:
-        self.buffer += text
-        *lines, self.buffer = self.buffer.split("\n")
-        for line in lines:
-            self.results.put(("text", self.rank, line))
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return False
-
-
 def _stop_on_sigterm(signum, frame):
     raise KeyboardInterrupt  # the write in progress removes its temporary file
 
@@ -99,7 +80,7 @@ def worker_main(rank: int, device: str, spec: dict, threads: int, tasks, results
 
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     torch.set_num_threads(threads)
-    err = _ToParent(results, rank)
+    err = LineStream(lambda line: results.put(("text", rank, line)))  # each line to the parent
     run_spec = RunSpec(**{**spec, "settings": Settings(**spec["settings"])})
     try:
         if device.startswith("cuda"):

@@ -17,6 +17,7 @@ from srt.cli import pool
 from srt.cli.errors import CliError
 from srt.cli.outputs import Job
 from srt.cli.resume import is_complete_png, read_log
+from srt.cli.streams import LineStream
 from srt.cli.upscaler import RunSpec
 from srt.engine.host import Settings
 
@@ -158,3 +159,12 @@ def test_devices_are_checked_before_anything_runs(gpus, monkeypatch):
     for text in bad:
         with pytest.raises(CliError, match="--devices"):
             pool.parse_devices(text)
+
+
+def test_worker_warnings_go_on_line_by_line():
+    """The stream a --devices worker and a Ray actor print warnings to hands on whole lines only."""
+    lines: list[str] = []
+    stream = LineStream(lines.append)
+    assert stream.write("warning: one\nwarning: tw") == 24 and lines == ["warning: one"]
+    print("o", file=stream)
+    assert lines == ["warning: one", "warning: two"] and stream.buffer == "" and not stream.isatty()
