@@ -8,12 +8,15 @@ one shape reach that device kind's break-even, ``compile seconds / saving per ti
 (:data:`PAYBACK`), and the compiler is there (a C++ compiler for inductor on the CPU, triton on
 CUDA):
 
-- CPU: never. Measured (``python -m benchmarks.bench_models --compile``): inductor's graph is no
-  faster per tile than our eager path, whose fp32 linears are oneDNN's fused kernels, and its
-  compile takes minutes on a small machine.
-- CUDA: from :data:`CUDA_MIN_TILES` tiles per tile shape and worker (a 4K frame is about 45 tiles
-  of 512 px): inductor with CUDA graphs replays each tile in one launch. An estimate until a GPU
-  measures it: about a minute of compiling against about 0.25 s saved per 512 px tile.
+- CPU: never. Measured (``python -m benchmarks.bench_models --compile --threads 1``, fp32, 128
+  px): inductor's graph is slower per tile than our eager path, whose fp32 linears are oneDNN's
+  fused kernels (0.67-0.81x for SwinIR-S, DAT-light, RGT-S, HAT-S, DRCT), and compiles for 2.5-7
+  minutes; ATD, the one family it speeds up (1.18x), takes 14 minutes to compile and loses the
+  exact official output (its token categories flip: 6e-2 from eager). ``--compile on`` still
+  compiles there.
+- CUDA: from :data:`CUDA_MIN_TILES` tiles per tile shape and worker (a 3840x2160 frame is 40
+  tiles of 512 px): inductor with CUDA graphs replays each tile in one launch. An estimate until
+  a GPU measures it: about a minute of compiling against about 0.25 s saved per 512 px tile.
 
 The job's tiles are counted from the images' headers with the tile the plan uses
 (:func:`..engine.plan.plan`); images of one size share a tile shape, so they share a compile.
