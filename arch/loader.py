@@ -7,7 +7,9 @@
   :class:`UnsafeCheckpointError`. Zip archives unpack within a budget (:mod:`.archive`).
 * Wrappers (BasicSR ``params_ema`` before ``params``, ``state_dict``, ``model`` ...) and
   ``module.`` prefixes are removed; saved derived buffers are accepted by the models.
-* Our architectures are tried first, then spandrel's ``MAIN_REGISTRY`` for everything else.
+* Our architectures are tried first, then spandrel's ``MAIN_REGISTRY`` for everything else. A
+  checkpoint of our families in a config we refuse but spandrel builds goes to spandrel's
+  implementation (``desc.srt_fallback`` says why); our error stands only where spandrel fails too.
 """
 
 from __future__ import annotations
@@ -146,6 +148,31 @@ def _build(arch, sd: dict, metadata: dict, source: str) -> ImageModelDescriptor:
         ) from e
 
 
+def _weights_read(arch, sd: dict) -> bool:
+    """Whether ``arch`` reads a config from the weights alone (no metadata)."""
+    try:
+        arch.read_config(sd, None)
+    except Exception:
+        return False
+    return True
+
+
+def _spandrel_instead(sd: dict, ours: Exception) -> ImageModelDescriptor | None:
+    """spandrel's own build of a checkpoint ours refused (a config we do not implement), or None.
+
+    The descriptor carries ``srt_fallback``: why ours was not used (our error's first line), which
+    :func:`engine.describe.describe` shows. None when spandrel cannot build it either.
+    """
+    try:
+        desc = MAIN_REGISTRY.load(sd)
+    except Exception:  # spandrel fails too: the caller raises our (more specific) error
+        return None
+    if not isinstance(desc, ImageModelDescriptor):
+        return None
+    desc.srt_fallback = (str(ours).strip().splitlines() or [type(ours).__name__])[0]
+    return desc
+
+
 def load_state_dict(
     state_dict: dict, metadata: dict | None = None, source: str = "<state dict>"
 ) -> ImageModelDescriptor:
@@ -154,7 +181,19 @@ def load_state_dict(
     hyperparameters = training_config(metadata)
     for support in REGISTRY.architectures("detection"):
         if support.detect(sd):
-            return _build(support.architecture, sd, hyperparameters, source)
+            try:
+                return _build(support.architecture, sd, hyperparameters, source)
+            except (ConfigError, ModelLoadError) as ours:
+                if (
+                    isinstance(ours, ConfigError)
+                    and hyperparameters
+                    and _weights_read(support.architecture, sd)
+                ):
+                    raise  # the file's training metadata is at fault: spandrel would silently ignore it
+                desc = _spandrel_instead(sd, ours)
+                if desc is None:
+                    raise
+                return desc
     try:
         desc = MAIN_REGISTRY.load(sd)
     except UnsupportedModelError as e:

@@ -40,6 +40,9 @@ def describe(desc, file_name: str) -> str:
         tags = f" [{', '.join(desc.tags)}]" if desc.tags else ""
         head = f"{desc.architecture.name}{tags} x{desc.scale}, {params / 1e6:.2f} M params"
         source = "spandrel implementation"
+        fallback = getattr(desc, "srt_fallback", None)
+        if fallback:  # one of our families, in a config only spandrel's implementation builds
+            head += f"\nspandrel's implementation: {fallback}"
     return "\n".join(
         [
             head,

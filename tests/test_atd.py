@@ -221,11 +221,16 @@ def test_config_grid_round_trip(extra, crop):
     assert (run(desc.model.eval(), x) - run(ref, x)).abs().max().item() <= TOL
 
 
-def test_absolute_position_embedding_is_refused(weights):
+def test_absolute_position_embedding_goes_to_spandrel(weights):
+    """ape=True: ours refuses it, spandrel builds it (at 64 px), so spandrel's implementation loads
+    it; a size spandrel cannot build either keeps our refusal."""
     from srt.arch.errors import ConfigError
 
     sd = weights("ATD_light_x2")
     sd["absolute_pos_embed"] = torch.zeros(1, 64 * 64, 48)
+    desc = load_state_dict(sd)
+    assert getattr(desc, "srt_info", None) is None and "ape=True" in desc.srt_fallback
+    sd["absolute_pos_embed"] = torch.zeros(1, 100, 48)
     with pytest.raises(ConfigError, match="ape"):
         load_state_dict(sd)
 

@@ -90,7 +90,8 @@ def _upsampler(sd: Mapping, in_chans: int) -> tuple[str, int]:
     if "conv_up1.weight" in sd:
         return "nearest+conv", 4
     if "conv_before_upsample.0.weight" in sd:
-        return "pixelshuffle", pixelshuffle_scale(sd, "upsample")
+        # x1: conv_before_upsample straight into conv_last, no upsample.N conv (as spandrel reads it)
+        return "pixelshuffle", pixelshuffle_scale(sd, "upsample") if "upsample.0.weight" in sd else 1
     if "upsample.0.weight" in sd:
         return "pixelshuffledirect", math.isqrt(sd["upsample.0.weight"].shape[0] // in_chans)
     return "", 1
