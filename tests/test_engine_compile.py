@@ -12,6 +12,7 @@ import weakref
 import pytest
 import torch
 import torch.nn.functional as F
+from compile_helpers import CountingBackend, fresh_dynamo  # noqa: F401 (fixture)
 from engine_models import per_pixel, wrap
 from torch import nn
 
@@ -19,32 +20,9 @@ from srt.arch.common.config import ModelConfig
 from srt.arch.common.model import SRModel
 from srt.engine.compiled import CUDA_GRAPHS, CompileStats, compile_mode
 from srt.engine.compiled import compiled as compiled_forward
-from srt.engine.compiled import reset as reset_compiled
 from srt.engine.runner import Host, Settings, upscale
 
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    """Each test starts from empty compile caches (they are per process)."""
-    torch._dynamo.reset()
-    reset_compiled()
-    yield
-    torch._dynamo.reset()
-    reset_compiled()
-
-
-class CountingBackend:
-    """A ``torch.compile`` backend that counts the graphs it is given and runs them as traced."""
-
-    def __init__(self, on_compile=None) -> None:
-        self.graphs = 0
-        self.on_compile = on_compile
-
-    def __call__(self, graph, example_inputs):
-        self.graphs += 1
-        if self.on_compile is not None:
-            self.on_compile()
-        return graph.forward
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 class WithGeometry(SRModel):

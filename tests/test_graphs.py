@@ -13,11 +13,11 @@ import copy
 
 import pytest
 import torch
+from compile_helpers import CountingBackend, fresh_dynamo  # noqa: F401 (fixture)
 from engine_models import wrap
 from tiny_models import TINY
 
 from srt.engine.compiled import compiled
-from srt.engine.compiled import reset as reset_compiled
 from srt.engine.runner import Host, Settings, upscale
 
 FAMILIES = sorted(TINY)
@@ -25,25 +25,7 @@ MULTIPLE = (16, 16)  # a multiple of every tiny config's window
 ODD = (17, 21)  # padded inside the forward (RGT takes 16 px and up)
 
 
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    """Each test starts from empty compile caches (they are per process)."""
-    torch._dynamo.reset()
-    reset_compiled()
-    yield
-    torch._dynamo.reset()
-    reset_compiled()
-
-
-class CountingBackend:
-    """A ``torch.compile`` backend that counts the graphs it is given and runs them as traced."""
-
-    def __init__(self) -> None:
-        self.graphs = 0
-
-    def __call__(self, graph, example_inputs):
-        self.graphs += 1
-        return graph.forward
+pytestmark = pytest.mark.usefixtures("fresh_dynamo")
 
 
 def tiny(name: str, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
