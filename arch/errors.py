@@ -28,5 +28,10 @@ class ConfigError(ModelLoadError):
     """The weights are recognised but a hyperparameter cannot be worked out from them."""
 
 
+class UnrunnableConfigError(ConfigError):
+    """The weights describe a model no implementation can run (e.g. heads that do not divide the
+    width): refused, never handed to spandrel, which would build it and fail at the first call."""
+
+
 class InputSizeError(ValueError):
     """The input image is smaller than the model can process (tiling pads it for you)."""

@@ -23,7 +23,13 @@ from spandrel import MAIN_REGISTRY, ImageModelDescriptor, UnsupportedModelError
 
 from .archive import check_tensor_spans, check_zip_checkpoint
 from .common.state import training_config
-from .errors import CheckpointReadError, ConfigError, ModelLoadError, UnsupportedArchitectureError
+from .errors import (
+    CheckpointReadError,
+    ConfigError,
+    ModelLoadError,
+    UnrunnableConfigError,
+    UnsupportedArchitectureError,
+)
 from .registry import REGISTRY, closest_family
 from .safe_unpickle import restricted_load
 
@@ -136,7 +142,7 @@ def _build(arch, sd: dict, metadata: dict, source: str) -> ImageModelDescriptor:
     try:
         return arch.load_with_config(sd, metadata or None)
     except ConfigError as e:
-        raise ConfigError(f"{source}: {e}") from e
+        raise type(e)(f"{source}: {e}") from e  # the same kind (unrunnable ones stay refused)
     except (RuntimeError, KeyError, IndexError, ValueError) as e:
         # strict load_state_dict (a tensor of the wrong shape) or a key layout we half-recognise
         detail = str(e).strip().splitlines()
@@ -184,6 +190,8 @@ def load_state_dict(
             try:
                 return _build(support.architecture, sd, hyperparameters, source)
             except (ConfigError, ModelLoadError) as ours:
+                if isinstance(ours, UnrunnableConfigError):
+                    raise  # spandrel would build it, and it would fail at its first call
                 if (
                     isinstance(ours, ConfigError)
                     and hyperparameters

@@ -17,7 +17,7 @@ from ..common.config import ModelConfig, exact_ratio
 from ..common.metadata import bad_value, meta_bool, meta_choice, meta_float, meta_img_range, meta_int
 from ..common.state import seq_len
 from ..common.upsample import pixelshuffle_scale
-from ..errors import ConfigError
+from ..errors import ConfigError, UnrunnableConfigError
 
 GROUP0 = "layers.0.residual_group."
 BLOCK0 = GROUP0 + "blocks.0."
@@ -242,7 +242,7 @@ def read_config(sd: Mapping, metadata: Mapping | None = None) -> tuple[HATConfig
         for i in range(groups)
     )
     if any(embed_dim % h for h in heads):
-        raise ConfigError(
+        raise UnrunnableConfigError(
             f"HAT heads {heads} do not divide the {embed_dim} channels, so attention has no head width: "
             "the official HAT cannot run such a model either (nor train it). The checkpoint is damaged "
             "or was saved from an untrained model; use a released HAT checkpoint."
