@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     inf = commands.add_parser(
         "info",
         parents=[common],
-        help="what Load SR Model shows about a checkpoint",
+        help="what Super Resolution Model Loader shows about a checkpoint",
         description="Describe a checkpoint.",
     )
     inf.add_argument("model", metavar="MODEL", help="checkpoint path, or a file name in weights/")

@@ -1,4 +1,4 @@
-"""``info``: what Load SR Model shows about a checkpoint (one text, :func:`..engine.describe.describe`)."""
+"""``info``: what Super Resolution Model Loader shows about a checkpoint (one text, :func:`..engine.describe.describe`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What "Load SR Model" shows about a loaded model, as plain text.
+"""What "Super Resolution Model Loader" shows about a loaded model, as plain text.
 
 Pure: reads a spandrel ``ImageModelDescriptor`` and returns text, so the node
 (:mod:`..nodes.load_model`) and the command line (``python -m cli info``) show the same thing.

@@ -1,4 +1,4 @@
-"""The "Load SR Model" node: a checkpoint file -> spandrel ``ImageModelDescriptor`` (UPSCALE_MODEL).
+"""The "Super Resolution Model Loader" node: a checkpoint file -> spandrel ``ImageModelDescriptor`` (UPSCALE_MODEL).
 
 Our architectures load first, spandrel's for everything else (see :mod:`..arch.loader`), so the
 output plugs into core "Upscale Image (using Model)", UltimateSDUpscale and the like unchanged:
@@ -29,6 +29,7 @@ from .residency import attach_patcher, rounded_dtypes
 log = logging.getLogger(__name__)
 
 SEARCH_ALIASES = [
+    "load sr model",  # its earlier name
     "load upscale model",
     "upscale model",
     "upscaler",
@@ -128,12 +129,12 @@ class LoadModelNode(io.ComfyNode):
         names = model_names()
         return io.Schema(
             node_id="SRT_LoadModel",
-            display_name="Load SR Model (RGT / DRCT / ATD / HAT / DAT / SwinIR)",
+            display_name="Super Resolution Model Loader",
             category="image/upscaling",
             description=(
-                "Loads a super-resolution checkpoint (.safetensors, .pth, .pt, .ckpt, .bin, .plt) from the pack's weights/ folder "
-                "or models/upscale_models. RGT, DRCT, ATD, HAT, DAT and SwinIR use this pack's fast implementations; any "
-                "other architecture spandrel knows loads too. Shows the architecture, variant, scale, "
+                "Loads an RGT, DRCT, ATD, HAT, DAT or SwinIR super-resolution checkpoint (.safetensors, .pth, "
+                ".pt, .ckpt, .bin, .plt) from the pack's weights/ folder or models/upscale_models, with this "
+                "pack's fast implementations of those families; any other architecture spandrel knows loads too. Shows the architecture, variant, scale, "
                 "parameter count, supported precisions and which settings were inferred."
             ),
             inputs=[
@@ -151,7 +152,7 @@ class LoadModelNode(io.ComfyNode):
             outputs=[
                 io.UpscaleModel.Output(
                     tooltip=(
-                        "The loaded model (a spandrel descriptor): connect it to Upscale Image (tiled), "
+                        "The loaded model (a spandrel descriptor): connect it to Super Resolution Upscale (tiled), "
                         "core Upscale Image (using Model) or any node that takes an UPSCALE_MODEL."
                     ),
                 ),

@@ -1,4 +1,4 @@
-"""Where "Load SR Model" finds checkpoints: the pack's ``weights/`` folder and ``models/upscale_models``.
+"""Where "Super Resolution Model Loader" finds checkpoints: the pack's ``weights/`` folder and ``models/upscale_models``.
 
 ``weights/`` is registered with ComfyUI's ``folder_paths`` as ``srt_weights`` once, when the
 extension loads (:func:`register`), so ``extra_model_paths.yaml`` can add more folders under that

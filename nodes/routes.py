@@ -1,6 +1,6 @@
 """The pack's HTTP route, for its front end (``web/srt_load_model.js``).
 
-``GET /srt/model_info?name=<model_name>`` -> ``{"ok": bool, "text": str}``: what Load SR Model
+``GET /srt/model_info?name=<model_name>`` -> ``{"ok": bool, "text": str}``: what Super Resolution Model Loader
 shows for that file (:func:`.load_model.model_info`), so the node can show it as soon as a file
 is picked or a workflow is opened, without a run (ComfyUI answers a re-run of an unchanged loader
 from its cache, and older hosts then send no ui text). The file is read through the loader's
@@ -40,9 +40,11 @@ def name_problem(name: str) -> str | None:
     if _BAD_CHARACTERS.search(name):
         return "the model name has markup or control characters (angle brackets, quotes, |, ?, *), as no checkpoint name does"
     if name.startswith(("/", "\\")) or _DRIVE.match(name):
-        return "the model name is an absolute path; give the file name as Load SR Model lists it"
+        return (
+            "the model name is an absolute path; give the file name as Super Resolution Model Loader lists it"
+        )
     if ".." in re.split(r"[\\/]", name):
-        return "the model name leaves the model folders ('..'); give the file name as Load SR Model lists it"
+        return "the model name leaves the model folders ('..'); give the file name as Super Resolution Model Loader lists it"
     return None
 
 

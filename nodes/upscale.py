@@ -1,4 +1,4 @@
-"""The "Upscale Image (tiled)" node: a thin adapter from ComfyUI to :func:`..engine.runner.upscale`.
+"""The "Super Resolution Upscale (tiled)" node: a thin adapter from ComfyUI to :func:`..engine.runner.upscale`.
 
 The engine plans the run (:func:`..engine.plan.plan`); the node shows that plan, and ComfyUI's model
 management puts the weights on the device with room for one planned tile
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERLAP = 32
 SEARCH_ALIASES = [
     "upscale",
+    "upscale image (tiled)",  # its earlier name
     "upscale image using model",
     "tiled upscale",
     "tile",
@@ -87,7 +88,7 @@ class UpscaleTiledNode(io.ComfyNode):
     def define_schema(cls) -> io.Schema:
         return io.Schema(
             node_id="SRT_UpscaleTiled",
-            display_name="Upscale Image (tiled)",
+            display_name="Super Resolution Upscale (tiled)",
             category="image/upscaling",
             description=(
                 "Upscales images with an upscale model in equal, overlapping tiles blended without seams. "
@@ -97,7 +98,8 @@ class UpscaleTiledNode(io.ComfyNode):
             ),
             inputs=[
                 io.UpscaleModel.Input(
-                    "upscale_model", tooltip="Model from Load SR Model (or Load Upscale Model)."
+                    "upscale_model",
+                    tooltip="Model from Super Resolution Model Loader (or Load Upscale Model).",
                 ),
                 io.Image.Input(
                     "image", tooltip="Images to upscale; a batch (video frames) runs frame by frame."

@@ -1,6 +1,6 @@
 """What the pack registers with ComfyUI when it loads (on the stub of both hosts): the ``weights/``
 folder once and after the user's own default, search aliases where the host has them, and what
-Load SR Model says when no checkpoint is installed."""
+Super Resolution Model Loader says when no checkpoint is installed."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 KJNodes' "Upscale Image (using Model) Batched" with fp16/bf16 does ``model.to(device,
 dtype=torch.float16)`` and afterwards only ``model.cpu()``: the shared weights stay rounded.
-Load SR Model then reads the file again instead of handing out the rounded model from its cache,
-and Upscale Image (tiled) runs from exact float32 weights again (read from the file), or from
+Super Resolution Model Loader then reads the file again instead of handing out the rounded model from its cache,
+and Super Resolution Upscale (tiled) runs from exact float32 weights again (read from the file), or from
 the rounded ones converted back when the file is unknown (core's loader), with a warning.
 """
 

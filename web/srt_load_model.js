@@ -1,5 +1,5 @@
 /**
- * SR Transformers: show what "Load SR Model" loads, on the node.
+ * SR Transformers: show what "Super Resolution Model Loader" loads, on the node.
  *
  * A read-only text box (not saved with the workflow) under the file list shows the model's
  * architecture, variant, scale, parameters, precisions, channels, inferred settings and file:

@@ -24,7 +24,7 @@ ConfigReader = Callable[[Mapping[str, torch.Tensor], Mapping | None], tuple[Mode
 
 @dataclass
 class ModelInfo:
-    """What Load SR Model shows: what was loaded and which settings were guessed."""
+    """What Super Resolution Model Loader shows: what was loaded and which settings were guessed."""
 
     family: str  # the architecture id: "RGT", "RGT_nhs2828", "DRCT", "ATD"
     variant: str  # "RGT-S", "DRCT-L", "ATD-light", ...

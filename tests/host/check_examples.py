@@ -122,6 +122,101 @@ def _load_once(ui, workflow: dict) -> list[dict]:
     )
 
 
+# What the front end drew, node by node, in graph units: the node's rectangle with its title bar,
+# the size the front end itself needs (title, slots, widgets: LGraphNode.computeSize) and every
+# text box (notes, the pack's info and report boxes): its text against its visible area.
+LAYOUT_JS = """(() => app.graph._nodes.map(n => {
+    const th = LiteGraph.NODE_TITLE_HEIGHT;
+    const rect = n.boundingRect ? [...n.boundingRect] : [n.pos[0], n.pos[1] - th, n.size[0], n.size[1] + th];
+    const boxes = (n.widgets || []).filter(w => w.element && w.element.tagName === 'TEXTAREA').map(w => ({
+        name: w.name, lines: (w.element.value || '').split('\\n').length,
+        scroll: [w.element.scrollWidth, w.element.scrollHeight],
+        client: [w.element.clientWidth, w.element.clientHeight],
+        shown: w.element.offsetParent !== null}));
+    return {id: n.id, type: n.type, title: n.title, rect, size: [...n.size],
+            needs: n.computeSize ? [...n.computeSize()] : [...n.size], boxes};
+}))()"""
+
+
+def overlaps(a: list[float], b: list[float]) -> float:
+    """Area two rectangles ``[x, y, w, h]`` share."""
+    dx = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    dy = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return dx * dy if dx > 0 and dy > 0 else 0.0
+
+
+def layout_problems(workflow: dict, drawn: list[dict]) -> list[str]:
+    """Overlapping nodes, nodes the front end drew at another size than saved (it widens a node
+    whose title, slots or widgets do not fit), nodes smaller than they need, and text boxes whose
+    text does not fit (cut sideways, or lines hidden below)."""
+    saved = {n["id"]: n.get("size") for n in workflow["nodes"]}
+    problems = []
+    for i, a in enumerate(drawn):
+        for b in drawn[i + 1 :]:
+            area = overlaps(a["rect"], b["rect"])
+            if area:
+                problems.append(f"'{a['title']}' overlaps '{b['title']}' ({area:.0f} px²)")
+        want = saved.get(a["id"])
+        if want and any(abs(float(x) - y) > 1 for x, y in zip(want, a["size"], strict=True)):
+            problems.append(
+                f"'{a['title']}' drawn {a['size'][0]:.0f}x{a['size'][1]:.0f}, saved {want[0]}x{want[1]}"
+            )
+        if a["size"][0] + 0.5 < a["needs"][0] or a["size"][1] + 0.5 < a["needs"][1]:
+            problems.append(f"'{a['title']}' {a['size']} smaller than its content needs {a['needs']}")
+        for box in a["boxes"]:
+            if not box["shown"]:
+                problems.append(f"'{a['title']}' text box {box['name']} hidden")
+            elif box["scroll"][0] > box["client"][0] + 1:
+                problems.append(
+                    f"'{a['title']}' {box['name']}: lines cut ({box['scroll'][0]} px wide text in {box['client'][0]} px)"
+                )
+            elif box["scroll"][1] > box["client"][1] + 1:
+                problems.append(
+                    f"'{a['title']}' {box['name']}: {box['lines']} lines in {box['client'][1]} px, {box['scroll'][1]} px needed"
+                )
+    return problems
+
+
+def check_layout(ui, name: str, workflow: dict) -> None:
+    """What the front end draws from the workflow: nothing overlaps, nothing is cut."""
+    if any(n["type"] == "SRT_LoadModel" for n in workflow["nodes"]):
+        ui.wait_for(
+            "app.graph._nodes.filter(n => n.type === 'SRT_LoadModel')"
+            ".every(n => (n.widgets || []).some(w => w.name === 'srt_model_info' && w.value))",
+            timeout=60,
+        )
+        time.sleep(1.0)  # the node grows to its info text, then the page draws
+    drawn = ui.eval(LAYOUT_JS)
+    problems = layout_problems(workflow, drawn)
+    check(not problems, f"{name}: no node overlaps or is cut as drawn ({problems or 'all clear'})")
+
+
+FRESH_MAX_WIDTH = 400  # px: a node added from the search must not come in wider than this
+
+
+def check_fresh_nodes(ui) -> None:
+    """Each of our nodes as the search adds it (default size): not too wide, nothing cut."""
+    ui.eval("app.graph.clear()")
+    drawn = ui.eval(
+        """(async () => {
+        for (const [i, t] of ['SRT_LoadModel', 'SRT_UpscaleTiled', 'SRT_Compare'].entries()) {
+            const n = LiteGraph.createNode(t); n.pos = [40 + 460 * i, 80]; app.graph.add(n);
+        }
+        await new Promise(r => setTimeout(r, 1000));
+        return """
+        + LAYOUT_JS
+        + "; })()"
+    )
+    for n in drawn:
+        problems = layout_problems({"nodes": []}, [n])
+        check(
+            n["size"][0] <= FRESH_MAX_WIDTH and not problems,
+            f"{n['title']} added from the search: {n['size'][0]:.0f}x{n['size'][1]:.0f} px "
+            f"({problems or 'nothing cut'}; boxes {n['boxes']})",
+        )
+    ui.eval("app.graph.clear()")
+
+
 def _finished(h, before: set[str]) -> dict | None:
     """The first finished history entry not in ``before``."""
     for pid, entry in ch._http(h, "GET", "/history")[1].items():
@@ -177,6 +272,7 @@ def check_workflow(h, ui, name: str, workflow: dict, timeout: float = 600) -> No
     saved = {n["id"]: n.get("widgets_values") or [] for n in workflow["nodes"]}
     changed = [n["type"] for n in nodes if saved.get(n["id"]) != (n["widgets_values"] or [])]
     check(not changed, f"{name}: widget values read back as saved ({changed or 'all equal'})")
+    check_layout(ui, name, workflow)
 
     r = queue_from_page(h, ui, timeout)
     if name in NEEDS_DOWNLOAD:
@@ -232,6 +328,7 @@ def main() -> int:
         check_templates(h, list(found))
         with ch.ui_session(h, width=1600, height=1000, timeout=300) as ui:
             ui.wait_app()
+            check_fresh_nodes(ui)  # first: node ids of executed workflows would bring back their outputs
             for name, workflow in found.items():
                 if not args.only or name in args.only:
                     check_workflow(h, ui, name, workflow, args.timeout)
@@ -241,10 +338,28 @@ def main() -> int:
     return summary()
 
 
+# The page loads no other pack's scripts, so a front-end notice (e.g. "[ComfyUI Notice]
+# "scripts/widgets.js" is an internal module", printed by the front end's own shim when an
+# extension imports it) is about ours, whoever prints it; so is any line naming our files.
+OUR_WEB_FILES = tuple(sorted(f for f in os.listdir(os.path.join(REPO, "web")) if f.endswith(".js")))
+
+
+def ours_in_console(console: list[str]) -> list[str]:
+    """Console lines about the pack: naming its scripts or extension folder, its log tag, or a
+    front-end notice that an extension imported an internal module (only our scripts are loaded).
+    The front end's own deprecation warnings (its legacy menu, its mask editor) name neither."""
+    marks = (*OUR_WEB_FILES, f"/extensions/{os.path.basename(REPO)}/", "SR Transformers", "SRT ")
+    notices = ("[ComfyUI Notice]", "internal module", "not part of the public API")
+    return [c for c in console if any(m in c for m in marks) or any(n in c for n in notices)]
+
+
 def check_console(ui) -> None:
-    """No uncaught exception in the page (the front end's own 'reading id' noise aside)."""
+    """No uncaught exception in the page (the front end's own 'reading id' noise aside), and no
+    console line about the pack: not its warnings, not a notice the front end prints about it."""
     js_errors = [c for c in ui.console if c.startswith("exception") and "reading 'id'" not in c]
     check(not js_errors, f"no uncaught JS errors ({js_errors[:3] or 'none'})")
+    about_us = ours_in_console(ui.console)
+    check(not about_us, f"no console notice or warning about the pack ({about_us[:3] or 'none'})")
 
 
 def summary() -> int:

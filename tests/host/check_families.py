@@ -6,9 +6,9 @@
 Not collected by pytest (needs a host, see ``../shared/host/README.md``). For each of HAT-S,
 DAT-light and SwinIR-S (x2, the official configs with the official initialisation, written as
 BasicSR ``.pth`` files as the releases are: ``{"params": state_dict}``): GET /srt/model_info names the
-family and variant; Load SR Model -> Upscale Image (tiled) in fp32 saves the image spandrel's
+family and variant; Super Resolution Model Loader -> Super Resolution Upscale (tiled) in fp32 saves the image spandrel's
 copy of the official code gives on the same weights (computed here, in this process, from the
-same PNG: at most one 8-bit level apart); core "Upscale Image (using Model)" fed by Load SR Model
+same PNG: at most one 8-bit level apart); core "Upscale Image (using Model)" fed by Super Resolution Model Loader
 gives it too; fp16 and bf16 runs finish with an image within 40 dB of fp32 (spandrel flags fp16
 off for all three, and its SwinIR crashes in both). Prints one line per check, exits 1 if any failed.
 """
@@ -31,7 +31,7 @@ sys.path.insert(0, REPO)
 import comfy_harness as ch  # noqa: E402
 from check_host import check, ours, photo, pixels, results  # noqa: E402
 
-# (file name, tests/<module>, variant, what Load SR Model must name)
+# (file name, tests/<module>, variant, what Super Resolution Model Loader must name)
 MODELS = [
     ("HAT-S_SRx2.pth", "hat_variants", "HAT_S_x2", "HAT-S"),
     ("DAT_light_x2.pth", "dat_variants", "DAT_light_x2", "DAT-light"),
@@ -89,7 +89,7 @@ def main() -> int:
                 ok = r["status"] == "success" and r["outputs"]
                 check(
                     ok,
-                    f"{filename}: Load SR Model -> Upscale Image (tiled) {precision}: {r['status']} {r['errors']}",
+                    f"{filename}: Super Resolution Model Loader -> Super Resolution Upscale (tiled) {precision}: {r['status']} {r['errors']}",
                 )
                 if ok:
                     runs[precision] = pixels(r["outputs"][0])
@@ -125,7 +125,7 @@ def main() -> int:
             diff = int(np.abs(pixels(core["outputs"][0]) - expected).max()) if ok else -1
             check(
                 ok and 0 <= diff <= 1,
-                f"{filename}: core Upscale Image (using Model) <- Load SR Model: {core['status']}, max 8-bit diff {diff}",
+                f"{filename}: core Upscale Image (using Model) <- Super Resolution Model Loader: {core['status']}, max 8-bit diff {diff}",
             )
     finally:
         ch.stop(h)

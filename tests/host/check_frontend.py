@@ -4,14 +4,18 @@
     SRT_HOST_HOME=~/.cache/srt-host-new  python tests/host/check_frontend.py --shots /tmp/fe33
 
 In headless chromium on a fresh workdir (the default models, ComfyUI's example.png shrunk to
-96 px): the node search finds our nodes by "RGT", "DRCT", "ATD", "psnr", "ssim", "upscale" and
-"compare" (where no two results share a name); the ``compare_with_bicubic`` example is queued from
-the page, then Load SR Model's info box and Compare's report box show all their lines and neither
-node got wider; the slider follows the pointer, a click pins it, leaving the image or the node does
-not move a pinned line and returns a free one to the middle, a second click releases it; after a
-page reload Load SR Model shows its info again without a run, and still after a re-run that
-ComfyUI answers from its cache; the help page of each node fits the side panel (nothing wider than
-the panel). Screenshots of each step go to ``--shots``. One line per check; exit code 1 if any failed.
+96 px): the node search finds our nodes by "super resolution", "sr", "psnr", "ssim", "upscale" and
+"compare" (where no two results share a name), and by "RGT", "DRCT", "ATD" and the loader's old
+name where the front end searches aliases (0.33; 0.3.64's searches names only); a table of where
+the search ranks our nodes for what users type, with two rules (``check_ranks``); the
+``compare_with_bicubic`` example is queued from the page, then the loader's info box and Compare's
+report box show all their lines and neither node got wider; the slider follows the pointer, a click
+pins it, leaving the image or the node does not move a pinned line and returns a free one to the
+middle, a second click releases it; after a page reload the loader shows its info again without a
+run, and still after a re-run that ComfyUI answers from its cache; the help page of each node fits
+the side panel (nothing wider than the panel); no console line is about the pack (its warnings, or
+a front-end notice such as an internal-module import). Screenshots of each step go to ``--shots``.
+One line per check; exit code 1 if any failed.
 """
 
 from __future__ import annotations
@@ -36,15 +40,16 @@ from check_examples import (  # noqa: E402
 )
 
 LOADER, UPSCALER, COMPARE = "SRT_LoadModel", "SRT_UpscaleTiled", "SRT_Compare"
-SEARCHES = {
-    "RGT": LOADER,
-    "DRCT": LOADER,
-    "ATD": LOADER,
+SEARCHES = {  # what users type -> the node it must find, on every supported front end
+    "super resolution": LOADER,
+    "sr": LOADER,
     "psnr": COMPARE,
     "ssim": COMPARE,
     "upscale": UPSCALER,
     "compare": COMPARE,
 }
+# found through the nodes' search aliases, on front ends that search them (not 0.3.64's)
+ALIAS_SEARCHES = {"RGT": LOADER, "DRCT": LOADER, "ATD": LOADER, "load sr model": LOADER}
 
 NODE_JS = """((type) => app.graph._nodes.filter(n => n.type === type).map(n => {
     const box = (name) => {
@@ -138,19 +143,29 @@ def mouse(ui, kind: str, page_xy, buttons: int = 0) -> None:
     time.sleep(0.3)
 
 
-def search(ui, text: str) -> list[str]:
-    """The node search box's result names for ``text``, as the user sees them."""
+def search(ui, text: str, limit: int = 20) -> list[str]:
+    """The node search box's result names for ``text``, as the user sees them (the first ``limit``)."""
     opened = ui.eval("""(async () => { const c = app.extensionManager?.command;
         if (!c?.commands?.some?.(x => x.id === 'Workspace.SearchBox.Toggle')) return false;
         await c.execute('Workspace.SearchBox.Toggle'); return true; })()""")
     if not opened:  # 0.3.64's front end: double click on the empty canvas
-        return ui.search_node(text)
+        ui.search_node(text)
+        return (
+            ui.eval(f"""Array.from(document.querySelectorAll(
+              '.comfy-vue-node-search-container li, .p-autocomplete-option, .litesearchbox .lite-search-item'))
+              .map(e => e.innerText.trim().split('\\n')[0]).filter(Boolean).slice(0, {limit})""")
+            or []
+        )
     time.sleep(1.0)
     ui.call("Input.insertText", text=text)
     time.sleep(1.0)
     return (
-        ui.eval("""Array.from(document.querySelectorAll('[role=option]'))
-        .map(e => e.innerText.trim().split('\\n')[0]).filter(Boolean).slice(0, 20)""")
+        ui.eval(
+            """Array.from(document.querySelectorAll('[role=option]'))
+        .map(e => e.innerText.trim().split('\\n')[0]).filter(Boolean).slice(0, """
+            + str(limit)
+            + ")"
+        )
         or []
     )
 
@@ -159,7 +174,10 @@ def check_search(ui) -> None:
     ui.eval("app.graph.clear()")
     defs = ui.eval("""(async () => { const r = await fetch('/object_info'); const j = await r.json();
         return Object.fromEntries(Object.entries(j).map(([k, v]) => [k, v.display_name || k])); })()""")
-    for query, expected in SEARCHES.items():
+    aliases = ui.eval("""(async () => { const r = await fetch('/object_info/SRT_LoadModel');
+        return !!(await r.json()).SRT_LoadModel?.search_aliases; })()""")
+    print(f"NOTE  this host {'sends' if aliases else 'has no'} search aliases")
+    for query, expected in {**SEARCHES, **(ALIAS_SEARCHES if aliases else {})}.items():
         found = search(ui, query)
         ui.key("Escape", "Escape", 27)
         time.sleep(0.3)
@@ -169,6 +187,54 @@ def check_search(ui) -> None:
             labels = [label.split("  ")[0] for label in found]
             dupes = sorted({label for label in labels if labels.count(label) > 1})
             check(not dupes, f"search 'compare': no two results share a name ({dupes or found[:6]})")
+
+
+RANK_QUERIES = ("upscale", "upscale model", "super resolution", "sr", "psnr", "compare")
+RANK_DEPTH = 64  # results read per query
+
+
+def rank(found: list[str], name: str) -> int | None:
+    """1-based place of the result labelled ``name`` (a label may carry a badge after it)."""
+    for i, label in enumerate(found, 1):
+        if label.split("  ")[0].strip() == name or label.startswith(name + " "):
+            return i
+    return None
+
+
+def check_ranks(ui, version: str) -> dict:
+    """Where the search puts our three nodes for what users type; a table, and two rules:
+    "super resolution" lists our loader and upscaler before any video node, and each query
+    that names one of our nodes' jobs ("psnr", "compare") finds it on the first screen."""
+    ui.eval("app.graph.clear()")
+    defs = ui.eval("""(async () => { const r = await fetch('/object_info'); const j = await r.json();
+        return Object.fromEntries(Object.entries(j).map(([k, v]) => [k, v.display_name || k])); })()""")
+    names = {t: defs[t] for t in (LOADER, UPSCALER, COMPARE)}
+    table = {}
+    print(f"\nsearch ranks on ComfyUI {version} (place among the results; - = not in the first {RANK_DEPTH})")
+    print(f"| query | results | {' | '.join(names.values())} | first results |")
+    print(f"|---|---|{'---|' * len(names)}---|")
+    for query in RANK_QUERIES:
+        found = search(ui, query, RANK_DEPTH)
+        ui.key("Escape", "Escape", 27)
+        time.sleep(0.3)
+        places = {t: rank(found, n) for t, n in names.items()}
+        table[query] = {"results": len(found), **places, "first": found[:4]}
+        cells = " | ".join(str(p or "-") for p in places.values())
+        print(f"| {query} | {len(found)} | {cells} | {'; '.join(x.split('  ')[0] for x in found[:4])} |")
+    sr = search(ui, "super resolution", RANK_DEPTH)
+    ui.key("Escape", "Escape", 27)
+    video = [i for i, label in enumerate(sr, 1) if "video" in label.lower()]
+    first_video = video[0] if video else len(sr) + 1
+    for t in (LOADER, UPSCALER):
+        place = rank(sr, names[t])
+        check(
+            place is not None and place < first_video,
+            f"search 'super resolution': {names[t]} ({place}) before any video node ({video[:1] or 'none'})",
+        )
+    for query, t in (("psnr", COMPARE), ("compare", COMPARE)):
+        place = table[query][t]
+        check(place is not None and place <= 10, f"search {query!r}: {names[t]} in the first 10 ({place})")
+    return table
 
 
 def check_run(h, ui, shots: str | None) -> None:
@@ -181,7 +247,7 @@ def check_run(h, ui, shots: str | None) -> None:
     info = loader["info"]
     check(
         "ATD" in info["text"] and info["scroll"] <= info["client"] + 1,
-        f"Load SR Model shows its info before any run, every line visible "
+        f"Super Resolution Model Loader shows its info before any run, every line visible "
         f"({info['text'].count(chr(10)) + 1} lines, {info['scroll']}/{info['client']} px)",
     )
     widths = {LOADER: loader["size"][0], COMPARE: comp["size"][0]}
@@ -195,7 +261,10 @@ def check_run(h, ui, shots: str | None) -> None:
     ui.eval(f"{FOCUS_JS}({json.dumps([loader['id'], comp['id']])})")
     time.sleep(1.5)
     shot(ui, shots, "1_after_run")
-    for node, key, what in ((loader, "info", "Load SR Model info"), (comp, "report", "Compare report")):
+    for node, key, what in (
+        (loader, "info", "Super Resolution Model Loader info"),
+        (comp, "report", "Compare report"),
+    ):
         box = node[key]
         lines = box["text"].count("\n") + 1
         check(
@@ -282,7 +351,7 @@ def check_reload(h, ui, shots: str | None) -> None:
     (loader,) = nodes(ui, LOADER) or [{"info": None}]
     check(
         ok,
-        f"after a page reload Load SR Model shows its info without a run ({(loader['info'] or {}).get('text', '')[:40]!r})",
+        f"after a page reload Super Resolution Model Loader shows its info without a run ({(loader['info'] or {}).get('text', '')[:40]!r})",
     )
     r = queue_from_page(h, ui)
     time.sleep(2)
@@ -312,10 +381,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shots", help="folder for screenshots")
     parser.add_argument(
-        "--only", nargs="*", choices=("search", "run", "help"), help="parts to check (default: all)"
+        "--only", nargs="*", choices=("search", "ranks", "run", "help"), help="parts to check (default: all)"
     )
     args = parser.parse_args()
-    parts = set(args.only or ("search", "run", "help"))
+    parts = set(args.only or ("search", "ranks", "run", "help"))
     h = start()
     try:
         ch.nodes(h)
@@ -325,14 +394,14 @@ def main() -> int:
             ui.wait_app()
             if "search" in parts:
                 check_search(ui)
+            if "ranks" in parts:
+                check_ranks(ui, version)
             if "run" in parts:
                 check_run(h, ui, args.shots)
                 check_reload(h, ui, args.shots)
             if "help" in parts:
                 check_help(ui, args.shots)
             check_console(ui)
-            warnings = [c for c in ui.console if "SR Transformers" in c or "SRT Compare" in c]
-            check(not warnings, f"no warnings from the pack's scripts ({warnings[:3] or 'none'})")
     finally:
         ch.stop(h)
     return summary()

@@ -4,7 +4,7 @@
     SRT_HOST_HOME=~/.cache/srt-host-new  python tests/host/check_host.py   # ComfyUI 0.33
 
 Set up the hosts as ``../shared/host/README.md`` says. Prints one line per check and exits 1 if
-any failed. Checked: core "Upscale Image (using Model)" fed by Load SR Model agrees with our node;
+any failed. Checked: core "Upscale Image (using Model)" fed by Super Resolution Model Loader agrees with our node;
 our node fed by core's "Load Upscale Model"; after our loader and our node ComfyUI's
 ``current_loaded_models`` holds the model's patcher; a half-precision run keeps one copy on the
 device and leaves the fp32 weights exact; a batch of frames; cancel mid-run, then a good run;
@@ -126,12 +126,12 @@ def main() -> int:
         )
         check(
             core["status"] == "success",
-            f"core Upscale Image (using Model) <- Load SR Model: {core['status']} {core['errors']}",
+            f"core Upscale Image (using Model) <- Super Resolution Model Loader: {core['status']} {core['errors']}",
         )
         mine = ch.run(h, with_probe(ours(small, name, "ours_ours"), "report", "ours"))
         check(
             mine["status"] == "success",
-            f"Upscale Image (tiled) <- Load SR Model: {mine['status']} {mine['errors']}",
+            f"Super Resolution Upscale (tiled) <- Super Resolution Model Loader: {mine['status']} {mine['errors']}",
         )
         if core["outputs"] and mine["outputs"]:
             a, b = pixels(core["outputs"][0]), pixels(mine["outputs"][0])
@@ -150,7 +150,7 @@ def main() -> int:
         via_core = ch.run(h, ours(small, name, "ours_core", loader="core"))
         check(
             via_core["status"] == "success",
-            f"Upscale Image (tiled) <- core Load Upscale Model: {via_core['status']} {via_core['errors']}",
+            f"Super Resolution Upscale (tiled) <- core Load Upscale Model: {via_core['status']} {via_core['errors']}",
         )
         if via_core["outputs"] and mine["outputs"]:
             d = np.abs(pixels(via_core["outputs"][0]) - pixels(mine["outputs"][0])).max()

@@ -5,8 +5,8 @@
 
 * search aliases on every node where the host's schema has them (0.33), none and no error on 0.3.64;
 * ``weights/`` after a ``srt_weights`` folder the user made default in an extra_model_paths.yaml,
-  whose checkpoints Load SR Model lists;
-* with no checkpoint anywhere (a copy of the pack without model files): Load SR Model's tooltip and
+  whose checkpoints Super Resolution Model Loader lists;
+* with no checkpoint anywhere (a copy of the pack without model files): Super Resolution Model Loader's tooltip and
   the queue-time error say where to put one and point to the README section.
 
 Prints one line per check; exit code 1 if any failed.
@@ -27,7 +27,7 @@ ALIASES = {"SRT_LoadModel": "RGT", "SRT_UpscaleTiled": "upscale", "SRT_Compare":
 
 
 def load_error(h, model_name: str) -> str:
-    """The validation message of queueing Load SR Model with ``model_name``."""
+    """The validation message of queueing Super Resolution Model Loader with ``model_name``."""
     prompt = {
         "1": {"class_type": "SRT_LoadModel", "inputs": {"model_name": model_name}},
         "2": {"class_type": "PreviewAny", "inputs": {"source": ["1", 0]}},

@@ -23,7 +23,7 @@ import uuid
 from check_examples import EXAMPLES, ch, start
 
 X4, X2 = "SRT_ATD-tiny_x4.safetensors", "SRT_ATD-tiny_x2.safetensors"
-UPSCALE = {"tile_size": 0, "overlap": 32, "precision": "auto"}  # Upscale Image (tiled) defaults
+UPSCALE = {"tile_size": 0, "overlap": 32, "precision": "auto"}  # Super Resolution Upscale (tiled) defaults
 THUMB_WIDTH = 800
 # thumbnails show the graph as a user sees it: no node-source badges (the test folder's name),
 # no canvas statistics, no toasts (the hi-res fix's missing checkpoint)
@@ -66,14 +66,14 @@ SPECS = {
     "upscale_x4": {
         "nodes": [
             node("img", "LoadImage", [0, 0], {"image": "example.png"}, size=[320, 380]),
-            node("model", "SRT_LoadModel", [0, 440], {"model_name": X4}, size=[320, 160]),
+            node("model", "SRT_LoadModel", [0, 440], {"model_name": X4}, size=[320, 200]),
             node("up", "SRT_UpscaleTiled", [380, 0], UPSCALE, size=[320, 210]),
             node("save", "SaveImage", [760, 0], {"filename_prefix": "SRT_upscaled"}, size=[400, 440]),
             note(
                 "n",
                 [380, 270],
                 "Upscales example.png x4 with the small default model shipped in the pack's weights/ "
-                "folder.\n\nPick any other checkpoint in Load SR Model: official RGT / DRCT / ATD "
+                "folder.\n\nPick any other checkpoint in Super Resolution Model Loader: official RGT / DRCT / ATD "
                 "releases and community models go in weights/ or models/upscale_models (README: "
                 "'Where to get checkpoints').\n\ntile_size 0 picks the tile from free memory; "
                 "precision auto uses bf16/fp16 on GPUs where the model allows it.",
@@ -104,7 +104,7 @@ SPECS = {
                 size=[320, 90],
                 title="Low-res copy (1/4)",
             ),
-            node("model", "SRT_LoadModel", [380, 150], {"model_name": X4}, size=[320, 160]),
+            node("model", "SRT_LoadModel", [380, 150], {"model_name": X4}, size=[320, 200]),
             node(
                 "bicubic",
                 "ImageScaleBy",
@@ -155,22 +155,22 @@ SPECS = {
                 "CLIPTextEncode",
                 [380, 40],
                 {"text": "a lighthouse on a rocky coast at sunset, waves, detailed photo, sharp focus"},
-                size=[400, 160],
+                size=[400, 200],
                 title="CLIP Text Encode (positive)",
             ),
             node(
                 "neg",
                 "CLIPTextEncode",
-                [380, 250],
+                [380, 290],
                 {"text": "blurry, low quality, watermark, text"},
-                size=[400, 120],
+                size=[400, 200],
                 title="CLIP Text Encode (negative)",
             ),
             node("latent", "EmptyLatentImage", [0, 200], {"width": 512, "height": 512, "batch_size": 1}),
             node("k1", "KSampler", [820, 40], sampler(1.0, "randomize"), size=[300, 262]),
             node("dec1", "VAEDecode", [1160, 40], size=[200, 50]),
             node("prev", "PreviewImage", [1160, 130], size=[300, 300], title="First pass (512 px)"),
-            node("model", "SRT_LoadModel", [0, 620], {"model_name": X2}, size=[320, 160]),
+            node("model", "SRT_LoadModel", [0, 620], {"model_name": X2}, size=[320, 200]),
             node("up", "SRT_UpscaleTiled", [360, 600], UPSCALE, size=[300, 210]),
             node("enc", "VAEEncode", [700, 600], size=[200, 50]),
             node(
@@ -235,12 +235,12 @@ SPECS = {
                 size=[320, 60],
                 title="Frames (stand-in: 4 copies)",
             ),
-            node("model", "SRT_LoadModel", [380, 120], {"model_name": X4}, size=[320, 160]),
+            node("model", "SRT_LoadModel", [380, 120], {"model_name": X4}, size=[320, 200]),
             node("up", "SRT_UpscaleTiled", [760, 0], UPSCALE, size=[320, 210]),
             node("save", "SaveImage", [1140, 0], {"filename_prefix": "SRT_frames/frame"}, size=[400, 440]),
             note(
                 "n",
-                [380, 330],
+                [380, 380],
                 "Upscales a batch of frames one by one with bounded memory and saves one PNG per frame "
                 "(output/SRT_frames/).\n\nReplace Load Image + Repeat Image Batch with your frames, e.g. "
                 "core Load Video -> Get Video Components (images), and save a video with Create Video -> "
@@ -279,6 +279,24 @@ BUILD_JS = """(async (spec) => {
         const o = typeof out === 'string' ? src.findOutputSlot(out) : out;
         const i = dst.findInputSlot(inp);
         if (o < 0 || i < 0 || !src.connect(o, dst, i)) throw new Error(`cannot link ${a}.${out} -> ${b}.${inp}`);
+    }
+    // the loaders' info boxes fill in from the server; the saved size holds the text as drawn
+    // (meanwhile the front end may resize other nodes, e.g. a loader of a missing checkpoint:
+    // they keep the size they were built with)
+    const built = new Map(app.graph._nodes.map(n => [n, [...n.size]]));
+    for (let t = 0; t < 100; t++) {
+        const loaders = app.graph._nodes.filter(n => n.type === 'SRT_LoadModel');
+        if (loaders.every(n => (n.widgets || []).some(w => w.name === 'srt_model_info' && w.value))) break;
+        await new Promise(r => setTimeout(r, 100));
+    }
+    await new Promise(r => setTimeout(r, 300));
+    for (const node of app.graph._nodes) {
+        if (!node.type.startsWith('SRT_')) {
+            node.size = built.get(node);
+            continue;
+        }
+        const need = node.computeSize();
+        node.size = [Math.max(node.size[0], need[0]), Math.max(node.size[1], need[1])];
     }
     for (const g of spec.groups || []) {
         const group = new LiteGraph.LGraphGroup(g.title);
