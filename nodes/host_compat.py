@@ -1,7 +1,10 @@
 """Every difference between the ComfyUI versions we support, in one place.
 
-Supported: ComfyUI 0.3.64 (the first with the V3 node API) to current (0.33 tested). What moved
-in between and is bridged here:
+Supported: ComfyUI 0.3.64 (the first with the V3 node API) to current (0.33 tested on the real
+host; the newest core's dynamic VRAM, as its sources read at Comfy-Org/ComfyUI
+``comfy/model_patcher.py`` @ 08d0e510f4e5, ``comfy/model_management.py`` @ a7631e351dc2 and
+``comfy_extras/nodes_upscale_model.py`` @ 30a74432c780, rebuilt in ``tests/comfy_stub.py``). What
+moved in between and is bridged here:
 
 * model patchers: 0.33 has ``CoreModelPatcher`` and its "Upscale Image (using Model)" reads
   ``upscale_model.patcher``; 0.3.64 has only ``ModelPatcher`` and its loader attaches none.
@@ -11,6 +14,12 @@ in between and is bridged here:
   touch ``comfy.cli_args`` or host constants directly.
 * 0.3.64's core upscale node moves the model with ``.to()`` behind the model manager's back,
   so a patcher it has registered may say "loaded" for weights that are back on the CPU.
+* dynamic VRAM (newest cores, NVIDIA): ``CoreModelPatcher`` is ``ModelPatcherDynamic``. Its load
+  replaces parameters and buffers by copies on the GPU and puts the originals back on unload, and
+  for modules not built from comfy ops it may leave weights on the offload device even with
+  ``force_full_load`` (core's own upscale node then calls ``upscale_model.to(device)``).
+  :func:`load` places whatever is still off the device the same way the patcher does (a copy on
+  the device, the original kept) and puts the originals back when ComfyUI unloads the model.
 * ``io.Schema(search_aliases=...)`` (extra words the node search matches) is newer than 0.3.64,
   whose ``Schema`` rejects the keyword: :func:`schema_extras` passes it only where it exists.
 * 0.3.64 never calls ``ComfyExtension.on_load``; both call ``get_node_list`` once at load, which
@@ -23,6 +32,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 
 import comfy.model_management as mm
 import comfy.model_patcher
@@ -96,19 +106,76 @@ def unload(patcher) -> bool:
     return True
 
 
-def _on_device(module: nn.Module, device: torch.device) -> bool:
-    first = next(iter(module.parameters()), None)
-    return first is None or first.device == torch.device(device)
+def _tensor_slots(module: nn.Module):
+    """``(owner, kind, name, tensor)`` for every parameter and buffer of ``module``."""
+    for owner in module.modules():
+        for kind, slots in (("_parameters", owner._parameters), ("_buffers", owner._buffers)):
+            for name, tensor in slots.items():
+                if tensor is not None:
+                    yield owner, kind, name, tensor
+
+
+def off_device(module: nn.Module, device: torch.device) -> list[str]:
+    """Names of ``module``'s parameters and buffers that are not on ``device``."""
+    device = torch.device(device)
+    return [
+        f"{type(owner).__name__}.{name}"
+        for owner, _, name, tensor in _tensor_slots(module)
+        if tensor.device != device and not (device.index is None and tensor.device.type == device.type)
+    ]
+
+
+def is_dynamic(patcher) -> bool:
+    """Whether ``patcher`` loads weights the dynamic-VRAM way (newest cores)."""
+    check = getattr(patcher, "is_dynamic", None)
+    return bool(check()) if callable(check) else False
+
+
+_placed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # patcher -> [(owner, kind, name, original)]
+
+
+def _place_rest(patcher) -> int:
+    """Put on the load device what model management left off it; how many tensors that was.
+
+    Each one is replaced by a copy on the device and its original kept, as the dynamic patcher
+    does with what it loads; :func:`_put_back` restores them when ComfyUI unloads the model.
+    """
+    device = torch.device(patcher.load_device)
+    placed = _placed.setdefault(patcher, [])
+    count = 0
+    for owner, kind, name, tensor in list(_tensor_slots(patcher.model)):
+        if tensor.device == device or (device.index is None and tensor.device.type == device.type):
+            continue
+        moved = tensor.detach().to(device)
+        getattr(owner, kind)[name] = (
+            nn.Parameter(moved, requires_grad=False) if kind == "_parameters" else moved
+        )
+        placed.append((owner, kind, name, tensor))
+        count += 1
+    if count and patcher not in _put_back_watch:
+        patcher.add_callback(_on_detach(), lambda p, unpatch_all=True, *_: unpatch_all and _put_back(p))
+        _put_back_watch.add(patcher)
+    return count
+
+
+_put_back_watch: weakref.WeakSet = weakref.WeakSet()
+
+
+def _put_back(patcher) -> None:
+    """The originals of what :func:`_place_rest` copied to the device, back in the module."""
+    for owner, kind, name, original in reversed(_placed.pop(patcher, [])):
+        getattr(owner, kind)[name] = original
 
 
 def load(patcher, memory_required: int) -> nn.Module:
     """Load ``patcher`` fully onto its load device through ComfyUI's model management.
 
     ComfyUI evicts what it must to leave ``memory_required`` bytes free besides the weights,
-    counts the model while it is resident and may unload it later for another model.
+    counts the model while it is resident and may unload it later for another model. Every
+    parameter and buffer is on the load device when this returns, on every host shape.
     """
     mm.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
-    if not _on_device(patcher.model, patcher.load_device):
+    if off_device(patcher.model, patcher.load_device) and not is_dynamic(patcher):
         # registered as loaded, but someone moved the module away (0.3.64's core node does)
         log.info(
             "[SR Transformers] model was moved off %s outside model management: reloading",
@@ -116,14 +183,24 @@ def load(patcher, memory_required: int) -> nn.Module:
         )
         unload(patcher)
         mm.load_models_gpu([patcher], memory_required=memory_required, force_full_load=True)
+    if off_device(patcher.model, patcher.load_device):
+        # dynamic VRAM leaves weights of modules not built from comfy ops where they were
+        placed = _place_rest(patcher)
+        log.debug(
+            "[SR Transformers] placed %d tensors on %s after load_models_gpu", placed, patcher.load_device
+        )
     return patcher.model
+
+
+def _on_detach() -> str:
+    from comfy.patcher_extension import CallbacksMP
+
+    return CallbacksMP.ON_DETACH
 
 
 def on_unload(patcher, callback) -> None:
     """Call ``callback()`` whenever ComfyUI unloads ``patcher`` (both versions have ON_DETACH)."""
-    from comfy.patcher_extension import CallbacksMP
-
-    patcher.add_callback(CallbacksMP.ON_DETACH, lambda *_: callback())
+    patcher.add_callback(_on_detach(), lambda *_: callback())
 
 
 def intermediate_dtype() -> torch.dtype:

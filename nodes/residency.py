@@ -15,7 +15,9 @@ What is resident, and when it leaves:
 * The descriptor is shared with every node it is connected to, and some convert its module in
   place (KJNodes' "Upscale Image (using Model) Batched" with fp16/bf16 leaves the weights in
   half precision, moved back to the CPU). :func:`restore_float32` undoes that before a run: the
-  weights are read again from their file when it is known, else converted back to float32.
+  weights are read again from their file when it is known, else converted back to float32. (On
+  a dynamic-VRAM core such a node converts the patcher's copies on the GPU; unloading puts the
+  float32 originals back.)
 """
 
 from __future__ import annotations
@@ -110,8 +112,10 @@ def restore_float32(desc, file_module: Callable[[], nn.Module | None]) -> str | 
         for patcher in [getattr(desc, "patcher", None), *_copies.pop(desc, {}).values()]:
             if patcher is not None:
                 host_compat.unload(patcher)
-        fresh = file_module()
-        desc.model.to(torch.float32)
+        kept = not rounded_dtypes(desc.model)  # a dynamic-VRAM patcher converted copies, not the originals
+        fresh = None if kept else file_module()
+        if not kept:
+            desc.model.to(torch.float32)
         if fresh is not None:
             source = dict(itertools.chain(fresh.named_parameters(), fresh.named_buffers()))
             with torch.no_grad():
@@ -125,6 +129,8 @@ def restore_float32(desc, file_module: Callable[[], nn.Module | None]) -> str | 
         f"{model_name(desc)}: its weights were {found}, not float32 (another node converted the "
         "shared model in place)"
     )
+    if kept:
+        return f"{what}: model management kept the float32 weights and put them back when it unloaded them"
     if fresh is not None:
         return f"{what}: float32 weights read again from its file"
     return (

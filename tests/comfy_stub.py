@@ -8,14 +8,20 @@ It models what the nodes rely on, as both supported hosts do it (checked against
   device) and registers it, and leaves a registered one alone -- even if its module was moved
   away, as the real one does; ``free_memory`` unloads registered models (ON_DETACH callbacks,
   module back to the offload device). Every call is recorded in ``calls``.
-* ``comfy.model_patcher``: ``ModelPatcher`` (both hosts) and ``CoreModelPatcher`` (0.33 only).
+* ``comfy.model_patcher``: ``ModelPatcher`` (both hosts) and ``CoreModelPatcher`` (0.33 on).
+* ``"newest"``: the dynamic-VRAM core, rebuilt from the newest sources we could read
+  (Comfy-Org/ComfyUI ``comfy/model_patcher.py`` @ 08d0e510f4e5, ``comfy/model_management.py`` @
+  a7631e351dc2, ``comfy_extras/nodes_upscale_model.py`` @ 30a74432c780): ``CoreModelPatcher`` is
+  :class:`DynamicPatcher`, and ``load_models_gpu`` loads a registered model again on every call.
 * ``comfy_api.latest``: ``io``/``ui`` as plain records of what the schema declares;
   ``io.Schema`` takes ``search_aliases`` on 0.33 only.
 * ``folder_paths``: model folders in a temporary directory; ``install(..., extra_paths=...)``
   adds folders as ``extra_model_paths.yaml`` does before custom nodes load.
 
 ``install(version)`` puts the modules into ``sys.modules``; ``version`` is ``"0.3.64"`` (no
-``CoreModelPatcher``, no ``intermediate_dtype``) or ``"0.33"``.
+``CoreModelPatcher``, no ``intermediate_dtype``), ``"0.33"`` or ``"newest"``. ``install(...,
+device=torch.device("meta"))`` makes the stand-in GPU a device of its own, so a test can see where
+every weight is (nothing runs there).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import sys
 import types
 
 import torch
+from torch import nn
 
 CPU = torch.device("cpu")
 
@@ -95,6 +102,79 @@ class ModelPatcher:
         return self.model
 
 
+class DynamicPatcher(ModelPatcher):
+    """The newest core's ``ModelPatcherDynamic`` (dynamic VRAM), for a module not built from comfy ops.
+
+    What it does to such a module, as ``model_patcher.py`` @ 08d0e510f4e5 does:
+
+    * load (``partially_load``, on every ``load_models_gpu``): puts its backups back first; then a
+      parameter of a module without parameterised children is *replaced* by a copy on the load
+      device (the original kept as a backup); a parameter of a module with such children is moved
+      in place (``param.data``, never put back); every buffer is replaced by a moved copy.
+    * unload (``detach``, ``partially_unload``): the backups go back -- the original tensors, on the
+      offload device; ON_DETACH callbacks after.
+    * ``leaves_weights=True``: what ``nodes_upscale_model.py`` @ 30a74432c780 says of spandrel
+      models ("leaves its parameters on the offload device even with force_full_load=True",
+      hence its ``upscale_model.to(device)``): the load moves nothing.
+
+    The real class reroutes a CPU load device to ``ModelPatcher``; this one stays dynamic so the CPU
+    runs its path.
+    """
+
+    leaves_weights = False
+
+    def __init__(
+        self, model, load_device, offload_device, size=0, weight_inplace_update=False, fast_disk=False
+    ):
+        super().__init__(model, load_device, offload_device, size, weight_inplace_update)
+        self.fast_disk = fast_disk
+        self.backup: dict[str, tuple[nn.Module, str, torch.Tensor]] = {}
+        self.backup_buffers: dict[str, tuple[nn.Module, str, torch.Tensor]] = {}
+        self.loads = 0
+
+    def is_dynamic(self) -> bool:
+        return True
+
+    def restore_loaded_backups(self) -> None:
+        for m, name, original in self.backup.values():
+            m._parameters[name] = original
+        for m, name, original in self.backup_buffers.values():
+            m._buffers[name] = original
+        self.backup.clear()
+        self.backup_buffers.clear()
+
+    def partially_load(self, device_to, extra_memory=0, force_patch_weights=False):
+        self.loads += 1
+        self.restore_loaded_backups()
+        if not self.leaves_weights:
+            for prefix, m in self.model.named_modules():
+                direct = dict(m.named_parameters(recurse=False))
+                if any(n not in direct for n, _ in m.named_parameters()):  # "default" weights
+                    for name, p in direct.items():  # real: p.data = ...; meta cannot take .data from CPU
+                        m._parameters[name] = nn.Parameter(p.data.to(device_to), requires_grad=False)
+                    continue
+                for name, p in direct.items():
+                    self.backup[f"{prefix}.{name}"] = (m, name, p)
+                    m._parameters[name] = nn.Parameter(p.to(device_to), requires_grad=False)
+            for prefix, m in self.model.named_modules():
+                for name, b in list(m._buffers.items()):
+                    if b is not None:
+                        self.backup_buffers[f"{prefix}.{name}"] = (m, name, b)
+                        m._buffers[name] = b.to(device_to)
+        self.model.device = device_to
+        return None
+
+    def partially_unload(self, device_to, memory_to_free=0, force_patch_weights=False):
+        self.restore_loaded_backups()
+
+    def detach(self, unpatch_all: bool = True):
+        if unpatch_all:
+            self.restore_loaded_backups()
+        for callback in self.callbacks.get("on_detach_after", []):
+            callback(self, unpatch_all)
+        return self.model
+
+
 class LoadedModel:
     def __init__(self, patcher) -> None:
         self.model = patcher
@@ -109,8 +189,11 @@ class ModelManagement(types.ModuleType):
 
     OOM_EXCEPTION = torch.cuda.OutOfMemoryError
 
-    def __init__(self, intermediate: torch.dtype | None) -> None:
+    def __init__(
+        self, intermediate: torch.dtype | None, device: torch.device = CPU, newest: bool = False
+    ) -> None:
         super().__init__("comfy.model_management")
+        self.device, self.newest = device, newest
         self.current_loaded_models: list[LoadedModel] = []
         self.calls: list[tuple] = []
         self.interrupted = False
@@ -118,9 +201,12 @@ class ModelManagement(types.ModuleType):
             self.intermediate_dtype = lambda: intermediate
 
     def get_torch_device(self):
+        return self.device
+
+    def unet_offload_device(self):
         return CPU
 
-    unet_offload_device = intermediate_device = get_torch_device
+    intermediate_device = unet_offload_device
 
     def get_free_memory(self, dev=None, torch_free_too=False):
         return 8 * 2**30
@@ -143,8 +229,15 @@ class ModelManagement(types.ModuleType):
     ):
         self.calls.append(("load_models_gpu", list(models), memory_required, force_full_load))
         for patcher in models:
-            if not any(lm.model is patcher for lm in self.current_loaded_models):
+            registered = any(lm.model is patcher for lm in self.current_loaded_models)
+            if self.newest:  # model_load -> partially_load, registered or not (a7631e351dc2)
+                if hasattr(patcher, "partially_load"):
+                    patcher.partially_load(patcher.load_device, 1e32)
+                else:
+                    patcher.model.to(patcher.load_device)
+            elif not registered:
                 patcher.model.to(patcher.load_device)
+            if not registered:
                 self.current_loaded_models.insert(0, LoadedModel(patcher))
 
     def free_memory(self, memory_required, device, keep_loaded=()):
@@ -161,6 +254,7 @@ def install(
     weights_dir: str,
     intermediate: torch.dtype = torch.float32,
     extra_paths: dict[str, list[tuple[str, bool]]] | None = None,
+    device: torch.device = CPU,
 ) -> ModelManagement:
     """Put stub ComfyUI modules (of host ``version``) into ``sys.modules``; returns the model manager.
 
@@ -170,11 +264,14 @@ def install(
     new = version != "0.3.64"
     comfy = types.ModuleType("comfy")
     comfy.__path__ = []
-    mm = ModelManagement(intermediate if new else None)
+    newest = version == "newest"
+    mm = ModelManagement(intermediate if new else None, device, newest)
     patcher_mod = types.ModuleType("comfy.model_patcher")
     patcher_mod.ModelPatcher = ModelPatcher
     if new:
-        patcher_mod.CoreModelPatcher = ModelPatcher
+        patcher_mod.CoreModelPatcher = DynamicPatcher if newest else ModelPatcher
+    if newest:
+        patcher_mod.ModelPatcherDynamic = DynamicPatcher
     extension = types.ModuleType("comfy.patcher_extension")
     extension.CallbacksMP = types.SimpleNamespace(ON_DETACH="on_detach_after")
     utils = types.ModuleType("comfy.utils")

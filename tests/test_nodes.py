@@ -1,5 +1,5 @@
 """Node logic without ComfyUI: a stub of the host functions the nodes use (``comfy_stub``), on the
-behaviour of both supported hosts (0.3.64 and 0.33). The real hosts run ``tests/host/check_host.py``."""
+behaviour of the supported hosts (0.3.64, 0.33 and the newest core's dynamic VRAM). The real hosts run ``tests/host/check_host.py``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _compact_file(path: str) -> str:
     return path
 
 
-@pytest.fixture(params=["0.3.64", "0.33"])
+@pytest.fixture(params=["0.3.64", "0.33", "newest"])
 def host(request, tmp_path):
     """Stub host of one version, the pack's nodes imported against it, and two model files."""
     models = tmp_path / "upscale_models"
@@ -236,17 +236,27 @@ def test_model_info_route(host, monkeypatch):
 
 
 def test_display_names_carry_the_search_words(host):
-    """0.3.64's node search matches only the node id and display name (no search_aliases): the
-    words users search for are in the display names, and ours is not just "Compare" (core's
-    string compare has that name)."""
+    """The front end ranks a match at the start of a display name first (0.33's search), and
+    0.3.64's search reads only the node id and display name: loader and upscaler start with
+    "Super Resolution" (ahead of core's video super-resolution nodes), Compare carries PSNR/SSIM
+    and is not just "Compare" (core's string compare has that name). The families are in the
+    loader's description everywhere and in the aliases where the host has them, with the nodes'
+    earlier names (README, Nodes)."""
     compare = importlib.import_module("srt.nodes.compare")
     schemas = {
         cls.__name__: cls.define_schema().kwargs
         for cls in (host.load_model.LoadModelNode, host.upscale.UpscaleTiledNode, compare.CompareNode)
     }
     names = {k: v["display_name"] for k, v in schemas.items()}
-    assert all(word in names["LoadModelNode"] for word in ("RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR"))
+    assert names["LoadModelNode"].startswith("Super Resolution") and "Loader" in names["LoadModelNode"]
+    assert names["UpscaleTiledNode"].startswith("Super Resolution") and "Upscale" in names["UpscaleTiledNode"]
+    families = ("RGT", "DRCT", "ATD", "HAT", "DAT", "SwinIR")
+    assert all(word in schemas["LoadModelNode"]["description"] for word in families)
     assert all(word in names["CompareNode"] for word in ("Compare", "PSNR", "SSIM"))
-    assert names["CompareNode"] != "Compare" and "Upscale" in names["UpscaleTiledNode"]
+    assert names["CompareNode"] != "Compare"
     has_aliases = host.version != "0.3.64"
     assert all(("search_aliases" in v) == has_aliases for v in schemas.values())
+    if has_aliases:
+        aliases = schemas["LoadModelNode"]["search_aliases"]
+        assert all(word in aliases for word in families) and "load sr model" in aliases
+        assert "upscale image (tiled)" in schemas["UpscaleTiledNode"]["search_aliases"]

@@ -136,9 +136,18 @@ def main() -> int:
         if core["outputs"] and mine["outputs"]:
             a, b = pixels(core["outputs"][0]), pixels(mine["outputs"][0])
             check(a.shape == b.shape == (64, 80, 3), f"output sizes {a.shape} {b.shape}")
+            # Both call the same model on the same input (tests/test_tiling.py: our one-tile path
+            # reproduces the model bit for bit). Two calls of one fp32 model may still differ in the
+            # last bits where the CPU's BLAS/oneDNN kernels depend on buffer alignment or threading
+            # (seen once on 0.33: one value one level apart), and SaveImage truncates to 8 bits, so a
+            # last-bit difference at a level boundary flips a level. Bounded: at most one level, on
+            # at most 1 in 1000 values; a real difference (a blend, another dtype) moves far more.
+            diff = np.abs(a - b)
+            share = float((diff > 0).mean())
             check(
-                np.abs(a - b).max() == 0,
-                f"core node and ours agree on one tile: max 8-bit diff {np.abs(a - b).max()}",
+                diff.max() <= 1 and share <= 1e-3,
+                f"core node and ours agree on one tile: max 8-bit diff {diff.max()} "
+                f"on {share:.4%} of the values (at most 1 on 0.1%)",
             )
         p = probes(h)[-1]["before"]
         check(
