@@ -12,7 +12,8 @@ see :mod:`benchmarks.device_compiled`); out of memory for real (a memory cap mak
 tile fail; the run backs off and matches); out of memory while the frame is blended on the GPU (an
 injected error; the run finishes and matches); end to end (1024 -> 4096 x4: our engine vs ComfyUI
 core's path); speed per variant and tile (ms, output MP/s, TFLOP/s from counted FLOPs, % of the
-bf16 dense peak, peak memory). Weights are built in-process (:mod:`benchmarks.device_models`);
+bf16 dense peak, peak memory); ONNX runtimes (our export in onnxruntime-CUDA / TensorRT, where those
+import on the device: :mod:`benchmarks.device_export`; otherwise one line says they were absent). Weights are built in-process (:mod:`benchmarks.device_models`);
 nothing is read from ``../shared``. Every section and measurement is guarded: a crash is a table
 cell or a note and the run goes on (spandrel's half-precision crashes, for one). After
 ``--budget-s`` seconds what is left is skipped and marked so; the compiled section stops starting
@@ -82,7 +83,7 @@ QUICK_BUDGET_S = 1200.0  # a smoke run on a busy CPU takes minutes; it should no
 # run order, which is also the report's order: the decisive checks first, then the compiled path
 # (what this round is about), speed last (the budget cuts its last rows, the lighter variants')
 SECTION_KEYS = ["environment", "exactness", "precision", "compiled", "oom", "oom_device_blend"]
-SECTION_KEYS += ["end_to_end", "speed"]
+SECTION_KEYS += ["end_to_end", "speed", "onnx"]
 
 
 def environment(ctx: Context, sec: Section) -> None:
@@ -199,6 +200,7 @@ def default_out(ctx: Context) -> str:
 def section_functions() -> dict[str, tuple[str, Callable]]:
     """Section key -> (title, function(ctx, section)), in :data:`SECTION_KEYS` order."""
     from . import device_compiled as dc
+    from . import device_export as de
     from . import device_sections as ds
     from . import device_speed as sp
 
@@ -211,6 +213,7 @@ def section_functions() -> dict[str, tuple[str, Callable]]:
         "oom_device_blend": ("Out of memory while blending on the device", ds.oom_device_blend),
         "end_to_end": ("End to end: one image x4, our engine vs ComfyUI core's path", sp.end_to_end),
         "speed": ("Speed per tile", sp.speed),
+        "onnx": ("ONNX runtimes: onnxruntime-CUDA and TensorRT on the exported graph", de.onnx_runtimes),
     }
 
 

@@ -16,6 +16,7 @@ import traceback
 from typing import TextIO
 
 from .choices import (
+    BACKENDS,
     CHANNELS,
     COMPILE_CHOICES,
     CUDA_MIN_TILES,
@@ -24,6 +25,8 @@ from .choices import (
     DEFAULT_SCALE,
     DEFAULT_SCALES,
     DEVICES,
+    EXPORT_PRECISIONS,
+    EXPORT_TILE,
     MODES,
     NAMING_RULE,
     PRECISIONS,
@@ -55,7 +58,7 @@ def _size(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The parser for ``upscale``, ``info`` and ``compare``."""
+    """The parser for ``upscale``, ``info``, ``export`` and ``compare``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="print the traceback of an error too")
     parser = _Parser(
@@ -63,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Super-resolution with the pack's models and tiling engine, without ComfyUI.",
         epilog=(
             f"examples:\n  {PROG} upscale photo.jpg -o photo_x4.png\n  {PROG} upscale photos/ -o big/ --scale 2\n"
-            f"  {PROG} info weights/my_model.safetensors\n  {PROG} compare a.png b.png --reference original.png"
+            f"  {PROG} info weights/my_model.safetensors\n  {PROG} compare a.png b.png --reference original.png\n"
+            f"  {PROG} export weights/my_model.safetensors -o my_model.onnx --tile 512"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -140,6 +144,15 @@ def build_parser() -> argparse.ArgumentParser:
         "than the eager oneDNN path for most models, and compiles for minutes); on: always (eager, "
         "with a warning, where it cannot compile); off: never",
     )
+    up.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="what runs the model (default torch): onnxruntime or openvino run its exported graph on the "
+        "CPU, one fixed-shape export per tile shape (kept in $SRT_ONNX_CACHE, default "
+        "~/.cache/comfyui-sr-transformers/onnx), with the same tiling, blending and precision; fp32/fp16 "
+        "only. Needs pip install -r requirements-export.txt (and openvino)",
+    )
     scale_out = up.add_argument_group("several devices or machines")
     scale_out.add_argument(
         "--devices",
@@ -176,6 +189,54 @@ def build_parser() -> argparse.ArgumentParser:
     inf.add_argument("model", metavar="MODEL", help="checkpoint path, or a file name in weights/")
     inf.set_defaults(run="info")
 
+    exp = commands.add_parser(
+        "export",
+        parents=[common],
+        help="a checkpoint as an ONNX file (onnxruntime, TensorRT, chaiNNer)",
+        description=(
+            "Export a checkpoint as one ONNX graph (PyTorch's exporter, checked with onnx.checker), "
+            "with the model's precision policy: a fixed tile shape by default (what TensorRT builds "
+            "best), or --dynamic height and width. Needs pip install -r requirements-export.txt."
+        ),
+        epilog=(
+            "exit codes: 0 written; 2 bad arguments or input (missing ONNX packages, unknown model, an "
+            "architecture or precision that does not export; nothing written); 1 our implementation "
+            "failed to export (a bug: report it)"
+        ),
+    )
+    exp.add_argument("model", metavar="MODEL", help="checkpoint path, or a file name in weights/")
+    exp.add_argument("-o", "--output", required=True, metavar="FILE.onnx", help="the ONNX file to write")
+    exp.add_argument(
+        "--tile",
+        type=_size,
+        default=EXPORT_TILE,
+        metavar="N",
+        help="tile side in input pixels, rounded up to the model's size multiple: the fixed graph's "
+        "input size, the example size of a --dynamic one (default %(default)s)",
+    )
+    exp.add_argument(
+        "--dynamic",
+        action="store_true",
+        help="height and width as symbolic sizes (multiples of the model's size multiple, in the range "
+        "the model allows: printed and written to the file's metadata)",
+    )
+    exp.add_argument(
+        "--precision",
+        choices=EXPORT_PRECISIONS,
+        default="fp32",
+        help="weights and input dtype (default fp32); fp16/bf16 keep the model's float32 residual stream",
+    )
+    exp.add_argument("--opset", type=int, metavar="N", help="ONNX opset (default: the exporter's)")
+    exp.add_argument(
+        "--verify",
+        action="store_true",
+        help="also run a fixed graph in onnxruntime against PyTorch at its tile (a full forward of each); "
+        "dynamic graphs are always checked at two small sizes",
+    )
+    exp.add_argument("--overwrite", action="store_true", help="replace the -o file if it exists")
+    exp.add_argument("-q", "--quiet", action="store_true", help="errors only")
+    exp.set_defaults(run="export")
+
     cmp = commands.add_parser(
         "compare",
         parents=[common],
@@ -208,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
 def check_inputs(args) -> None:
     """Files the command reads that do not exist: one error naming the first, before any import."""
     paths = {"upscale": lambda: args.inputs, "compare": lambda: [args.a, args.b, args.reference]}
+    # export's MODEL may be a name in weights/: find_model answers that (cli/export.py)
     for path in paths.get(args.command_name, list)():
         if path is not None and not os.path.exists(path):
             raise CliError("input not found", path, "check the path")

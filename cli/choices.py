@@ -17,6 +17,9 @@ CHANNELS = ("y", "rgb")  # engine.metrics.CHANNELS
 DEFAULT_OVERLAP = 32  # engine.host.Settings().overlap
 
 DEVICES = ("auto", "cpu", "cuda")
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")  # arch.export.PRECISIONS
+EXPORT_TILE = 512  # arch.export.DEFAULT_TILE
+BACKENDS = ("torch", "onnxruntime", "openvino")  # cli.backends.BACKENDS
 COMPILE_CHOICES = ("auto", "on", "off")
 
 DEFAULT_PATTERN = "SRT_*_x{scale}.safetensors"

@@ -45,14 +45,15 @@ def _in_this_process(spec: RunSpec, desc, device, jobs: list[Job], out, err) -> 
         torch.set_num_threads(threads)
 
 
-def _pixel_settings(settings: Settings) -> dict:
+def _pixel_settings(settings: Settings, backend: str) -> dict:
     """The settings that change an output's pixels (kept in the job record for resuming)."""
-    return {
+    pixels = {
         "precision": settings.precision,
         "tile": settings.tile,
         "overlap": settings.overlap,
         "output_scale": settings.output_scale,
     }
+    return pixels if backend == "torch" else {"backend": backend, **pixels}  # torch: as logged before
 
 
 def _compiles(args, desc, settings: Settings, jobs: list[Job], device, devices) -> bool:
@@ -98,10 +99,34 @@ def _check_ray() -> None:
         raise CliError("Ray is not installed", "--ray", ray_run.INSTALL_HINT) from e
 
 
+def _check_backend(args) -> None:
+    """``--backend`` other than torch: this process, the CPU, no compile, fp32/fp16, its packages."""
+    if args.backend == "torch":
+        return
+    from .backends import check_backend
+
+    option = f"--backend {args.backend}"
+    for given, what in (
+        (args.devices, "--devices"),
+        (args.ray is not None, "--ray"),
+        (args.device == "cuda", "--device cuda"),
+        (args.compile == "on", "--compile on"),
+        (args.precision == "bf16", "--precision bf16"),
+    ):
+        if given:
+            raise CliError(
+                f"{option} runs fp32/fp16 on the CPU in this process, not with {what}", option, f"drop {what}"
+            )
+    check_backend(args.backend)
+
+
 def run(args, out: TextIO, err: TextIO) -> int:
     """The ``upscale`` command; returns the exit code."""
     if args.devices and args.ray is not None:
         raise CliError("--devices and --ray exclude each other", "--devices/--ray", "choose one")
+    _check_backend(args)
+    if args.backend != "torch":
+        args.device, args.compile = "cpu", "off"
     if args.ray is not None:
         _check_ray()
     devices = parse_devices(args.devices) if args.devices else None
@@ -127,7 +152,11 @@ def _run_locked(args, out, err, model_path, folder, lock, device, devices) -> in
     desc = load(model_path)
     resize = args.scale if args.model and args.scale and args.scale != desc.scale else 0
     settings = Settings(tile=args.tile, overlap=args.overlap, precision=args.precision, output_scale=resize)
-    identity = job_identity(model_path, _pixel_settings(settings))
+    identity = job_identity(model_path, _pixel_settings(settings, args.backend))
+    if args.backend != "torch":
+        from .backends import graph_descriptor
+
+        desc = graph_descriptor(desc, args.backend, identity["model_sha256"], err, args.quiet)
     resume = plan_resume(
         jobs, folder, identity, _dtypes(desc, settings, _kinds(args, device, devices)), args.overwrite
     )

@@ -16,8 +16,8 @@ def categories(replay: list[torch.Tensor] | None = None):
     original = atd_attention.category_order
     pending = list(replay) if replay is not None else None
 
-    def patched(sim: torch.Tensor) -> torch.Tensor:
-        order = pending.pop(0) if pending else original(sim)
+    def patched(sim: torch.Tensor, stable: bool = False) -> torch.Tensor:
+        order = pending.pop(0) if pending else original(sim, stable)
         record.append((sim.argmax(dim=-1), order))
         return order
 

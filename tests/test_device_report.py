@@ -23,6 +23,7 @@ TITLES = {
     "end_to_end": "End to end",
     "oom": "Out of memory for real",
     "oom_device_blend": "Out of memory while blending on the device",
+    "onnx": "ONNX runtimes",
     "run": "Run",
 }
 # The default run (no --variants), one per family. Every section:
@@ -90,7 +91,7 @@ def test_every_section_ran(report):
     headings = [line.removeprefix("## ") for line in report.splitlines() if line.startswith("## ")]
     order = [next(key for key, title in TITLES.items() if h.startswith(title)) for h in headings]
     assert order == ["environment", "exactness", "precision", "compiled", "oom", "oom_device_blend",
-                     "end_to_end", "speed", "run"]  # fmt: skip
+                     "end_to_end", "speed", "onnx", "run"]  # fmt: skip
 
 
 def test_exactness_per_family(report):
@@ -180,6 +181,37 @@ def test_out_of_memory_while_blending_finishes_and_matches(report):
     assert int(forced[4]) == 1 and int(clean[4]) == 0  # one back-off, and none without the error
     assert forced[1] == clean[1] == "cpu"  # the CPU run blends on the CPU (on CUDA: the GPU)
     assert forced[2] == clean[2] and forced[5] == clean[5]  # same tiles after the back-off
+
+
+def test_onnx_runtimes_absent_on_the_cpu(report):
+    """No CUDA here: onnxruntime's GPU providers and TensorRT are absent; the section says so, ends
+    ok and measures nothing."""
+    text = _section(report, TITLES["onnx"])
+    assert "Absent on this device:" in text and "onnxruntime-CUDA" in text and "TensorRT" in text
+    assert "_Not measured: no ONNX runtime for this device imported" in text
+    assert not _rows(text)
+
+
+def test_onnx_runtimes_without_the_packages(monkeypatch):
+    """A device without onnxruntime, onnx or tensorrt (the usual device image): one line naming
+    them, nothing raised, even on a CUDA context."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    from srt.benchmarks import device_export
+    from srt.benchmarks.device_run import Section
+
+    absent = {"onnx", "onnxscript", "onnxruntime", "tensorrt"}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in absent else real(name, *a)
+    )
+    sec = Section("onnx", "ONNX runtimes")
+    device_export.onnx_runtimes(SimpleNamespace(cuda=True, quick=True), sec)
+    text = "\n".join(sec.render())
+    for name in ("`onnx`", "`onnxscript`", "onnxruntime absent", "`tensorrt` absent"):
+        assert name in text, (name, text)
+    assert "_Not measured" in text
 
 
 def test_named_variants_get_every_section():

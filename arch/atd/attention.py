@@ -51,7 +51,7 @@ CPU_CHUNK_BYTES = 8 << 20
 def _chunk(q: Tensor) -> int:
     """Items (windows or groups) per chunk: about even chunks of at most CPU_CHUNK_BYTES."""
     total = q.shape[0]
-    if q.device.type != "cpu":
+    if q.device.type != "cpu" or torch.compiler.is_exporting():  # an exported graph: one pass
         return total
     per_item = q.shape[1] * q.shape[2] ** 2 * q.element_size()
     chunks = -(-total * per_item // CPU_CHUNK_BYTES)
@@ -86,7 +86,8 @@ def reference_attention(
     v = v.contiguous()
     out = q.new_empty(total, n, heads, d)
     step = _chunk(q)
-    for i in range(0, total, step):
+    # one chunk without range(): an exported graph's symbolic size cannot be iterated over
+    for i in (0,) if step == total and total else range(0, total, step):
         sel = slice(i, i + step)
         attn = q[sel] @ k_t[sel]
         if temperature is not None:
@@ -151,7 +152,7 @@ def ieee_float32(device: torch.device) -> bool:
         return False
 
 
-def category_order(sim: Tensor) -> Tensor:
+def category_order(sim: Tensor, stable: bool = False) -> Tensor:
     """Token order that lists tokens category by category: ``(B, n)`` indices.
 
     A token's category is its most similar dictionary entry. Many tokens share a category, and
@@ -163,9 +164,15 @@ def category_order(sim: Tensor) -> Tensor:
     order, the grouping is deterministic and the same on every accelerator (CUDA's radix/merge
     sorts produce this order for these lengths anyway). Expect CPU and GPU outputs to differ
     by up to ~0.4 max abs for the same weights and input, as the official code does.
+
+    ``stable``: the stable order on the CPU too. An exported graph always has it, from unique
+    keys (category, then token index) that a plain sort (ONNX ``TopK``) orders the same anywhere.
     """
     category = sim.argmax(dim=-1)
-    if sim.device.type == "cpu":
+    if torch.compiler.is_exporting():
+        n = category.shape[-1]
+        return torch.sort(category * n + torch.arange(n, device=category.device), dim=-1).indices
+    if sim.device.type == "cpu" and not stable:
         return torch.sort(category, dim=-1, stable=False).indices
     return torch.sort(category, dim=-1, stable=True).indices
 
@@ -191,13 +198,15 @@ class CategoryAttention(nn.Module):
         """Learned logit multiplier, at most 100 (official clamp)."""
         return self.logit_scale.clamp(max=math.log(100.0)).exp()
 
-    def forward(self, qkv: Tensor, sim: Tensor, exact: bool) -> Tensor:
-        """Args: qkv ``(B, n, 3C)``; sim ``(B, n, m)`` from the token-dictionary attention."""
+    def forward(self, qkv: Tensor, sim: Tensor, exact: bool, stable: bool = False) -> Tensor:
+        """Args: qkv ``(B, n, 3C)``; sim ``(B, n, m)`` from the token-dictionary attention;
+        stable: the stable category order on every device (:func:`category_order`)."""
         b, n, c3 = qkv.shape
-        size = min(n, self.category_size)
-        groups = -(-n // size)
+        # a comparison, not min(): an exported graph decides it from its size range (no symbolic min)
+        size = self.category_size if n >= self.category_size else n
+        groups = (n + size - 1) // size  # not -(-n // size): ONNX's Div truncates negative sizes
         # sorted order, padded by the last tokens mirrored so the groups fill up
-        order = category_order(sim)
+        order = category_order(sim, stable)
         pad = groups * size - n
         padded = torch.cat((order, order[:, n - pad :].flip(-1)), dim=1)
         rows = (padded + n * torch.arange(b, device=qkv.device)[:, None]).flatten()

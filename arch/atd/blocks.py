@@ -22,6 +22,7 @@ class LayerInputs:
     geometry: WindowGeometry  # window orders and shift masks
     exact: bool  # official op order (float32) instead of SDPA
     dtype: torch.dtype  # the weights' dtype; the residual stream may be float32 (common/stream.py)
+    stable: bool = False  # token categories in the stable order on every device (ATD.stable_order)
 
 
 def tokens_to_image(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -155,7 +156,7 @@ class ATDLayer(nn.Module):
         qkv = self.wqkv(xn)
         # the three attentions read the same normalised tokens
         x_atd, sim = self.attn_atd(xn, td)
-        x_aca = self.attn_aca(qkv, sim, inp.exact)
+        x_aca = self.attn_aca(qkv, sim, inp.exact, inp.stable)
         x_win = self.window_attention(qkv, bias, inp)
         x = x + x_win
         x += x_atd

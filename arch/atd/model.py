@@ -23,6 +23,7 @@ from ..common.embed import PatchEmbed
 from ..common.image import image_mean, pad_to_multiple
 from ..common.model import (
     UPSAMPLE_FEATURES,
+    SideRange,
     SRModel,
     attention_elements,
     token_elements,
@@ -54,6 +55,9 @@ class ATD(SRModel):
         fp32_stream: under bf16/fp16 weights, carry the residual stream (and the norms that read
             it) in float32, as autocast training does; the attentions, ConvFFN and convs run in
             the weights' dtype. No effect in float32.
+        stable_order: order tokens of one category by position on the CPU too, as on CUDA and in
+            an exported graph (default False: the CPU reproduces the official unstable sort;
+            :func:`.attention.category_order`).
     """
 
     def __init__(self, config: ATDConfig | None = None) -> None:
@@ -63,6 +67,7 @@ class ATD(SRModel):
         self.upsampler = c.upsampler
         self.img_range = c.img_range
         self.exact_fp32 = True
+        self.stable_order = False
         # carry the residual stream in float32 under half-precision weights (common/stream.py)
         self.fp32_stream = True
         self.register_buffer("mean", image_mean(c.in_chans), persistent=False)
@@ -134,6 +139,19 @@ class ATD(SRModel):
     def preferred_tile_multiple(self) -> int:
         return self.window_size
 
+    def export_size_range(self, h: int, w: int) -> tuple[SideRange, SideRange]:
+        """At least a category's worth of tokens (``side^2 >= category_size``): with fewer, one
+        group holds them all (another graph)."""
+        (low, _), _ = super().export_size_range(h, w)
+        m = self.window_size
+        while low * low < self.config.category_size:
+            low += m
+        return (low, None), (low, None)
+
+    def prepare_export(self) -> None:
+        """Categories in the stable order, which the exported graph sorts by (``stable_order``)."""
+        self.stable_order = True
+
     # ------------------------------------------------------------------ geometry (cached)
 
     def _layer_inputs(self, x: Tensor, h: int, w: int) -> LayerInputs:
@@ -142,7 +160,9 @@ class ATD(SRModel):
 
         geometry = self.cached_geometry("atd.window_geometry", x, build, h, w)
         exact = self.exact_fp32 and x.dtype == torch.float32 and ieee_float32(x.device)
-        return LayerInputs(size=(h, w), geometry=geometry, exact=exact, dtype=x.dtype)
+        return LayerInputs(
+            size=(h, w), geometry=geometry, exact=exact, dtype=x.dtype, stable=self.stable_order
+        )
 
     def _position_biases(self, x: Tensor) -> tuple[tuple[Tensor, ...], ...]:
         """Per group, per layer ``(heads, N, N)`` biases in ``x``'s dtype on its device."""

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..common.attention import attention
 from ..common.position import lookup_position_bias
-from ..common.windows import shift_mask_kinds, window_kind, window_partition, windowed_attention
+from ..common.windows import shift_mask_kinds, window_partition, windowed_attention
 from .attention import reference_attention, split_heads
 
 
@@ -26,6 +26,8 @@ class WindowGeometry:
     image token it reads: rolling and partitioning become one ``index_select``; ``to_image[shift]``
     is the inverse. Shift masks are kept only for the windows that have masked pairs (the last
     window row and column); elsewhere the official mask is zero, so skipping it changes nothing.
+    Built from tensor ops on the grid's size alone (no loop over windows), so it also traces with
+    symbolic sizes.
     """
 
     size: tuple[int, int]
@@ -34,7 +36,14 @@ class WindowGeometry:
     to_image: dict[int, Tensor]
     row_masks: Tensor  # (nw, 1, N, N): last window row
     col_masks: Tensor  # (nh - 1, 1, N, N): last window column above the corner
-    window_masks: tuple[Tensor | None, ...]  # per window in raster order: its mask or None
+
+    def window_mask(self, index: int) -> Tensor | None:
+        """The mask of window ``index`` (raster order), or None where the official mask is zero."""
+        nh, nw = self.grid
+        row, col = divmod(index, nw)
+        if row == nh - 1:
+            return self.row_masks[col]
+        return self.col_masks[row] if col == nw - 1 else None
 
     def add_masks_(self, attn: Tensor, start: int) -> None:
         """Add shift masks in place to logits ``(k, heads, N, N)`` of windows ``start .. start + k``."""
@@ -45,7 +54,7 @@ class WindowGeometry:
             grid[:, :-1, -1] += self.col_masks
             return
         for j in range(attn.shape[0]):
-            mask = self.window_masks[(start + j) % (nh * nw)]
+            mask = self.window_mask((start + j) % (nh * nw))
             if mask is not None:
                 attn[j] += mask
 
@@ -63,14 +72,11 @@ def build_window_geometry(
         to_windows[s] = order
         to_image[s] = torch.empty_like(order).scatter_(0, order, torch.arange(h * w, device=device))
     kinds = shift_mask_kinds(window, device, dtype)
-    rows = kinds[[window_kind(nh - 1, c, nh, nw) for c in range(nw)]]
+    # kinds (window_kind): the last row is kind 2 with the corner (3) at its end, the last column
+    # above it kind 1
+    rows = torch.cat((kinds[2:3].expand(nw - 1, -1, -1, -1), kinds[3:4]))
     cols = kinds[1:2].expand(nh - 1, -1, -1, -1)
-    per_window: list[Tensor | None] = [None] * (nh * nw)
-    for c in range(nw):
-        per_window[(nh - 1) * nw + c] = rows[c]
-    for r in range(nh - 1):
-        per_window[r * nw + nw - 1] = cols[r]
-    return WindowGeometry((h, w), (nh, nw), to_windows, to_image, rows, cols, tuple(per_window))
+    return WindowGeometry((h, w), (nh, nw), to_windows, to_image, rows, cols)
 
 
 def _shifted_sdpa(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, geo: WindowGeometry, scale: float) -> Tensor:

@@ -36,6 +36,10 @@ class GeometryCache:
             self._items.popitem(last=False)
         return value
 
+    def peek(self, key: Hashable) -> object | None:
+        """The value stored under ``key``, or None; never builds, never reorders."""
+        return self._items.get(key)
+
     def clear(self) -> None:
         self._items.clear()
 

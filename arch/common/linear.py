@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .tracing import is_tracing
+
 _onednn_ok: bool | None = None  # None: not probed yet
 # What the oneDNN op raises when this torch build or CPU cannot run it at all, so F.linear takes
 # over for the rest of the process: an op signature that changed ("... failed to match any
@@ -47,7 +49,7 @@ def _onednn_usable() -> bool:
 
 
 def _wants_onednn(x: Tensor, weight: Tensor) -> bool:
-    if torch.compiler.is_compiling():
+    if is_tracing():
         return False  # the one switch: traced graphs get plain ops, which inductor fuses itself
     if x.device.type != "cpu" or x.dtype != torch.float32 or weight.dtype != torch.float32:
         return False

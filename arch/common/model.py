@@ -16,7 +16,7 @@ not stay behind on the GPU.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import TypeVar
 
 import torch
@@ -31,6 +31,19 @@ T = TypeVar("T")
 UPSAMPLE_FEATURES = 64
 
 GeometryLookup = Callable[..., T]  # SRModel.cached_geometry, handed to blocks
+SideRange = tuple[int, int | None]  # smallest and largest side, inclusive (None: no limit)
+# Windows per side an exported graph with symbolic sizes needs at least: with fewer, shifted grids
+# lose whole strips of windows (another graph)
+EXPORT_MIN_WINDOWS = 3
+
+
+def _flat(shape: tuple) -> Iterator[Hashable]:
+    """The leaves of a nested shape key."""
+    for d in shape:
+        if isinstance(d, tuple):
+            yield from _flat(d)
+        else:
+            yield d
 
 
 def _release_after_load(module: SRModel, incompatible_keys) -> None:  # load_state_dict post-hook
@@ -62,8 +75,21 @@ class SRModel(nn.Module):
         """
         if self.training and torch.is_grad_enabled():
             return build()
+        if torch.compiler.is_exporting():
+            return self._exported_geometry(name, ref, build, shape)
         with torch.no_grad():
             return self.geometry_cache.get((name, shape, ref.device, ref.dtype), build)
+
+    def _exported_geometry(self, name: Hashable, ref: Tensor, build: Callable[[], T], shape: tuple) -> T:
+        """Geometry inside ``torch.export``: what an eager call of this shape cached becomes the
+        graph's constants; anything else (symbolic sizes above all) is traced into the graph and
+        never stored, so no tracer tensor outlives the export."""
+        if all(isinstance(d, int) for d in _flat(shape)):
+            cached = self.geometry_cache.peek((name, shape, ref.device, ref.dtype))
+            if cached is not None:
+                return cached
+        with torch.no_grad():
+            return build()
 
     def name_geometry_owners(self) -> None:
         """Give every submodule that caches geometry of its own (it has a ``geometry_name``
@@ -96,6 +122,17 @@ class SRModel(nn.Module):
     def preferred_tile_multiple(self) -> int:
         """The tile-side multiple the model computes best at (its window: no internal padding)."""
         raise NotImplementedError
+
+    def export_size_range(self, h: int, w: int) -> tuple[SideRange, SideRange]:
+        """Heights and widths (multiples of :meth:`preferred_tile_multiple`) whose forward is the
+        same graph as an ``h x w`` input's: the sizes one exported graph with symbolic sizes
+        serves (``arch/export.py``). Default: at least :data:`EXPORT_MIN_WINDOWS` windows a side."""
+        low = EXPORT_MIN_WINDOWS * self.preferred_tile_multiple()
+        return (low, None), (low, None)
+
+    def prepare_export(self) -> None:
+        """Set the model (an export's own copy) to compute what its exported graph computes, where
+        an eager default differs (nothing by default)."""
 
 
 def token_elements(dim: int, mlp_ratio: float, fp32_stream: bool) -> float:

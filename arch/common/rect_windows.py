@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import torch
-from einops import rearrange
 from torch import Tensor
+
+from .tracing import is_tracing
 
 # One batch of equally shaped windows: (window height, window width) and the image regions
 # ((row start, row stop), (col start, col stop)) that are tiled by windows of that shape.
@@ -39,7 +39,7 @@ def _strips(size: int, window: int, shift: int) -> list[tuple[int, int, int]]:
 def window_groups(h: int, w: int, window: tuple[int, int], shift: tuple[int, int]) -> tuple[WindowGroup, ...]:
     """:func:`tile_windows`, remembered per argument in eager runs; a compiled forward traces it
     once per shape into constants (the compiler does not go through an ``lru_cache``)."""
-    if torch.compiler.is_compiling():
+    if is_tracing():
         return tile_windows(h, w, window, shift)
     return _remembered_groups(h, w, window, shift)
 
@@ -85,9 +85,10 @@ def gather_windows(src: Tensor, regions: tuple[Region, ...], wh: int, ww: int, h
     out = src.new_empty(parts, sum(counts), heads, wh * ww, d)
     start = 0
     for ((r0, r1), (c0, c1)), n in zip(regions, counts, strict=True):
-        grid = rearrange(
-            src[:, r0:r1, c0:c1], "b (nh wh) (nw ww) p (m d) -> p b nh nw m wh ww d", wh=wh, ww=ww, m=heads
-        )
+        nh, nw = (r1 - r0) // wh, (c1 - c0) // ww
+        grid = src[:, r0:r1, c0:c1].unflatten(4, (heads, d)).unflatten(2, (nw, ww)).unflatten(1, (nh, wh))
+        # grid: (b, nh, wh, nw, ww, p, heads, d) seen in the windows' order (p, b, nh, nw, heads, wh, ww, d)
+        grid = grid.permute(5, 0, 1, 3, 6, 2, 4, 7)
         out[:, start : start + n].view(grid.shape).copy_(grid)
         start += n
     return out

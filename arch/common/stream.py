@@ -38,7 +38,9 @@ def fp16_scale(x: Tensor, dtype: torch.dtype) -> Tensor | None:
     when ``dtype`` is not fp16 or ``x`` is already in it. No host sync: it stays on the device."""
     if dtype != torch.float16 or x.dtype == dtype:
         return None
-    exponent = torch.ceil(torch.log2(x.detach().abs().amax().float())) - FP16_HEADROOM_LOG2
+    # amax over every dim named (exporters translate no dim-less amax); the same value
+    peak = x.detach().abs().amax(dim=tuple(range(x.dim())))
+    exponent = torch.ceil(torch.log2(peak.float())) - FP16_HEADROOM_LOG2
     return torch.exp2(exponent.clamp(min=0))
 
 

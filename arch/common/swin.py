@@ -52,14 +52,22 @@ def shifted_windows(h: int, w: int, window: int, device: torch.device) -> Shifte
     shift = window // 2
     grid = torch.arange(h * w, device=device).view(1, h, w, 1)
     windows = window_partition(torch.roll(grid, shifts=(-shift, -shift), dims=(1, 2)), window, window)
-    rows = torch.arange(h // window, device=device)[:, None] == h // window - 1
-    cols = torch.arange(w // window, device=device)[None, :] == w // window - 1
-    kinds = (2 * rows + cols).flatten()  # window_kind of each window, raster order
-    by_kind = torch.argsort(kinds, stable=True)
-    gather = windows.squeeze(-1)[by_kind].flatten()
+    gather = windows.squeeze(-1)[windows_by_kind(h // window, w // window, device)].flatten()
     scatter = torch.empty_like(gather)
     scatter[gather] = torch.arange(gather.numel(), device=device)
     return ShiftedWindows(gather, scatter, shifted_window_counts(h // window, w // window))
+
+
+def windows_by_kind(rows: int, cols: int, device: torch.device) -> Tensor:
+    """Raster indices of a ``rows x cols`` window grid, kind by kind (:func:`~.windows.window_kind`:
+    interior, last column, last row, corner), raster order within a kind. Index arithmetic only
+    (no sort), so it traces with symbolic sizes into any exporter."""
+    r = torch.arange(rows - 1, device=device)
+    c = torch.arange(cols - 1, device=device)
+    last_r = torch.full((1,), rows - 1, device=device, dtype=r.dtype)
+    last_c = torch.full((1,), cols - 1, device=device, dtype=c.dtype)
+    parts = ((r, c), (r, last_c), (last_r, c), (last_r, last_c))
+    return torch.cat([(pr[:, None] * cols + pc[None, :]).flatten() for pr, pc in parts])
 
 
 def shifted_window_counts(rows: int, cols: int) -> tuple[int, int, int, int]:

@@ -51,8 +51,12 @@ class LSA(nn.Module):
 
 
 def recursion_steps(h: int, w: int) -> int:
-    """How often RG-SA reduces by 4 at inference: ``max(2, floor(log4(side / 16)))``."""
-    return max(2, *(((n // 16).bit_length() - 1) // 2 for n in (h, w)))
+    """How often RG-SA reduces by 4 at inference: ``max(2, floor(log4(side / 16)))`` of the longer
+    side. Comparisons only, so a symbolic size (an exported graph's) decides it from its range."""
+    steps = 2
+    while h >= 16 * 4 ** (steps + 1) or w >= 16 * 4 ** (steps + 1):
+        steps += 1
+    return steps
 
 
 class RGSA(nn.Module):

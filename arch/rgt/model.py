@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ..common.grouped import GroupedTokenSR
-from ..common.model import attention_elements, token_elements, upsampler_elements
+from ..common.model import SideRange, attention_elements, token_elements, upsampler_elements
 from ..errors import InputSizeError
 from .attention import recursion_steps
 from .blocks import ResidualGroup
@@ -46,6 +46,17 @@ class RGT(GroupedTokenSR):
     def preferred_tile_multiple(self) -> int:
         """The long side of the rectangle windows (both orientations fit without padding)."""
         return max(self.config.split_size)
+
+    def export_size_range(self, h: int, w: int) -> tuple[SideRange, SideRange]:
+        """Sizes with as many RG-SA reductions as ``h x w`` (:func:`recursion_steps`; two below
+        1024 px): a different count is a different graph."""
+        (low, _), _ = super().export_size_range(h, w)
+        m = self.preferred_tile_multiple()
+        steps = recursion_steps(h, w)
+        if steps > 2:  # the longer side sets the count: keep both sides in its band
+            low = max(low, -(-16 * 4**steps // m) * m)
+        high = (16 * 4 ** (steps + 1) - 1) // m * m
+        return (max(low, MIN_INPUT_SIZE), high), (max(low, MIN_INPUT_SIZE), high)
 
     def forward(self, x: Tensor) -> Tensor:
         """``(B, C, H, W)`` image -> ``(B, C, scale*H, scale*W)``; any ``H, W >= 16``."""

@@ -25,14 +25,17 @@ from torch import Tensor, nn
 from ..common.attention import attention
 from ..common.position import lookup_position_bias, relative_offsets, relative_position_index
 from ..common.stream import float32_forward
+from ..common.tracing import example_value
 from ..common.windows import window_partition, window_reverse, windowed_attention
 from .config import WINDOW
 
 
 def recursion_steps(height: int, target: int, stride: int) -> int:
     """How many strided reductions RG-SA applies: upstream's ``int(math.log(H / h, s_r))``, kept
-    verbatim (float rounding included) so the step count matches its checkpoints' behaviour."""
-    return int(math.log(height / target, stride))
+    verbatim (float rounding included) so the step count matches its checkpoints' behaviour. An
+    exported graph's symbolic height counts as its example value: its size range
+    (:meth:`~.model.NHS2828RGT.export_size_range`) holds the heights with that many steps."""
+    return int(math.log(example_value(height) / target, stride))
 
 
 def reduced_length(size: int, steps: int, kernel: int, stride: int) -> int:

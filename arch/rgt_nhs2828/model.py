@@ -11,7 +11,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..common.image import pad_bottom_right
-from ..common.model import SRModel, attention_elements, token_elements, upsampler_elements
+from ..common.model import SideRange, SRModel, attention_elements, token_elements, upsampler_elements
 from ..common.state import ignore_derived_buffers
 from .blocks import (
     LocalBlock,
@@ -23,6 +23,9 @@ from .blocks import (
     reduced_length,
 )
 from .config import WINDOW, NHS2828Config
+
+# Heights an exported graph's range is searched to (the step count changes only at powers of s_r)
+EXPORT_MAX_SIDE = 1 << 14
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -91,12 +94,39 @@ class NHS2828RGT(SRModel):
         """The window's long side: tiles need no padding to whole windows."""
         return max(WINDOW)
 
+    def export_size_range(self, h: int, w: int) -> tuple[SideRange, SideRange]:
+        """Sizes that need no padding, with as many RG-SA steps as ``h`` (a different count is a
+        different graph): heights in one step band, widths from the smallest that survives them."""
+        m = self.preferred_tile_multiple()
+        (low, _), _ = super().export_size_range(h, w)
+        c = self.config
+        steps = recursion_steps(h, c.recursion_size, c.stride_r)
+
+        def fits(height: int, width: int) -> bool:
+            same = recursion_steps(height, c.recursion_size, c.stride_r) == steps
+            return same and self.padded_size(height, width) == (height, width)
+
+        if not fits(h, w):
+            return (h, h), (w, w)  # a size the forward pads: only itself
+        top, bottom = h, h
+        while bottom - m >= low and fits(bottom - m, w):
+            bottom -= m
+        while top < EXPORT_MAX_SIDE and fits(top + m, w):
+            top += m
+        left = w
+        while left - m >= low and fits(h, left - m):
+            left -= m
+        return (bottom, top), (left, None)
+
     def padded_size(self, h: int, w: int) -> tuple[int, int]:
         """Smallest ``(H, W) >= (h, w)`` that upstream's forward accepts.
 
         H: a multiple of the window height with at least one RG-SA reduction step; W: a multiple
-        of the window width that survives as many reductions as H needs.
+        of the window width that survives as many reductions as H needs. An exported graph's
+        symbolic sizes need none (:meth:`export_size_range` holds only such sizes).
         """
+        if not (isinstance(h, int) and isinstance(w, int)):
+            return h, w
         wh, ww = WINDOW
         k, s, target = self.config.reduction_kernel, self.config.stride_r, self.config.recursion_size
         ph = max(_round_up(h, wh), _round_up(target * s, wh))
