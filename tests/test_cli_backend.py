@@ -32,19 +32,7 @@ def _host():
     return make_host(torch.device("cpu"), progress=lambda done, total: None, warn=lambda message: None)
 
 
-@pytest.mark.parametrize(
-    "backend",
-    [
-        "onnxruntime",
-        pytest.param(
-            "openvino",
-            marks=pytest.mark.skipif(
-                importlib.util.find_spec("openvino") is None,
-                reason="OpenVINO is optional (pip install openvino)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])  # both installed by requirements-dev.txt
 def test_same_image_through_the_engine(backend, onnx_cache):
     """Tiles, overlap and blending are the engine's: the runtime computes each 24x24 tile (the
     model's internal padding in its graph), so the image matches PyTorch's."""
